@@ -1,0 +1,1 @@
+"""AI Edge Torch backend (litert-torch and the last tf-nightly ai-edge-torch)."""

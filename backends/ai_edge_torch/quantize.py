@@ -1,0 +1,127 @@
+"""Quantization setups for each mode, using only the converter's own tools.
+
+* ``dynamic``, ``int8``: PT2E with the converter's ``PT2EQuantizer`` (both environments take
+  ``prepare_pt2e``/``convert_pt2e`` from ``torchao.quantization.pt2e``, which is also where
+  their quantizers import observers from); the converter then lowers the Q/DQ graph.
+* ``fp16``: the converter's ``full_fp16_recipe``, which runs ai-edge-quantizer's float-casting
+  algorithm on the converted flatbuffer (fp16 weights, DEQUANTIZE to fp32 at load).
+
+Imported only inside the convert hook: it imports torch and the converter package.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from liteport.backends.ai_edge_torch.failures import one_line
+from liteport.errors import BadInput, ExportError, QuantizerError
+from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+
+@dataclasses.dataclass(frozen=True)
+class Quantized:
+    """What to hand the converter: the (possibly PT2E-converted) module and its QuantConfig."""
+
+    module: Any
+    quant_config: Any
+    description: str
+
+
+def for_mode(
+    package: str,
+    mode: str,
+    module: Any,
+    args: tuple[Any, ...],
+    calibration: Sequence[tuple[Any, ...]],
+    model: str,
+) -> Quantized:
+    """Prepare ``module`` for conversion in ``mode`` with ``package`` (litert_torch or ai_edge_torch)."""
+    if mode == "fp32":
+        return Quantized(module=module, quant_config=None, description="none (float32)")
+    if mode == "fp16":
+        recipes = importlib.import_module(f"{package}.generative.quantize.quant_recipes")
+        return Quantized(
+            module=module,
+            quant_config=recipes.full_fp16_recipe(),
+            description="float16 weights (ai-edge-quantizer float casting), float32 compute and I/O",
+        )
+    if mode == "dynamic":
+        # Dynamic-range observers need no data; one forward only satisfies prepare_pt2e's flow.
+        captured, config = _pt2e(package, module, args, [args], dynamic=True, model=model)
+        return Quantized(
+            module=captured,
+            quant_config=config,
+            description="PT2E dynamic range: int8 per-channel symmetric weights, "
+            "activations quantized at run time, float32 I/O",
+        )
+    if mode == "int8":
+        if not calibration:
+            raise BadInput(f"{model}: int8 needs calibration data (job option 'calibration')")
+        captured, config = _pt2e(package, module, args, calibration, dynamic=False, model=model)
+        return Quantized(
+            module=captured,
+            quant_config=config,
+            description="PT2E static int8: per-channel symmetric weights, per-tensor affine "
+            f"activations (histogram observers) calibrated on {len(calibration)} samples",
+        )
+    raise BadInput(f"ai-edge-torch does not offer mode {mode!r}")
+
+
+def _pt2e(
+    package: str,
+    module: Any,
+    args: tuple[Any, ...],
+    samples: Sequence[tuple[Any, ...]],
+    *,
+    dynamic: bool,
+    model: str,
+) -> tuple[Any, Any]:
+    """PT2E-quantize ``module`` after running ``samples`` through it; returns (module, QuantConfig)."""
+    pt2e = importlib.import_module(f"{package}.quantize.pt2e_quantizer")
+    quant_config = importlib.import_module(f"{package}.quantize.quant_config")
+    quantizer = pt2e.PT2EQuantizer().set_global(
+        pt2e.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic)
+    )
+    try:
+        captured = torch.export.export(module, args).module()
+    except Exception as exc:
+        raise ExportError(f"{model}: torch.export failed for PT2E capture: {one_line(exc)}") from exc
+    try:
+        prepared = prepare_pt2e(captured, quantizer)
+        with torch.no_grad():
+            for sample in samples:
+                prepared(*sample)
+        # The converter lowers explicit quantize/dequantize pairs; folding them would lose that.
+        converted = convert_pt2e(prepared, fold_quantize=False)
+    except Exception as exc:
+        raise QuantizerError(f"{model}: PT2E quantization failed: {one_line(exc)}") from exc
+    return converted, quant_config.QuantConfig(pt2e_quantizer=quantizer)
+
+
+def load_calibration(path: str, example: Sequence[Any], model: str) -> list[tuple[Any, ...]]:
+    """Calibration samples from ``path``: arrays ``input_<i>`` of shape (C, *example_shape).
+
+    A leading sample axis that replaces the batch axis, (C, *example_shape[1:]), is accepted too.
+    """
+    with np.load(path) as data:
+        arrays = [data.get(f"input_{i}") for i in range(len(example))]
+    columns = []
+    for i, (array, tensor) in enumerate(zip(arrays, example)):
+        shape = tuple(tensor.shape)
+        if array is None:
+            raise BadInput(f"{model}: calibration file {path} has no array input_{i}")
+        if tuple(array.shape[1:]) == shape:
+            samples = [array[k] for k in range(array.shape[0])]
+        elif tuple(array.shape[1:]) == shape[1:]:
+            samples = [array[k : k + 1] for k in range(array.shape[0])]
+        else:
+            raise BadInput(f"{model}: calibration input_{i} has shape {array.shape}, expected (C, *{shape})")
+        columns.append([torch.from_numpy(np.ascontiguousarray(s)).to(tensor.dtype) for s in samples])
+    if len({len(column) for column in columns}) > 1:
+        raise BadInput(f"{model}: calibration inputs in {path} have different sample counts")
+    return list(zip(*columns))

@@ -1,0 +1,472 @@
+"""Parse and load a ModelRef (``file.py:factory``, ``package.module:factory``, ``zoo:NAME``).
+
+Runs inside environments that have torch, but torch is imported only inside the functions
+that need it, so parsing and hashing work on the host. Every unusable input raises
+``BadInput`` with one line that names the input and says what to do.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Callable
+
+from liteport.errors import BadInput
+from liteport.types import ModelSpec
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+FORMS = "path/to/file.py:factory, package.module:factory or zoo:NAME"
+_MAX_LISTED = 8  # how many names / keys an error message lists before "..."
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """A model ready to run: module in eval mode, its example inputs and a display name."""
+
+    module: torch.nn.Module
+    example_inputs: tuple[torch.Tensor, ...]
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ParsedRef:
+    """A ModelRef split into its parts; ``kind`` is "file", "module" or "zoo"."""
+
+    kind: str
+    target: str  # file path, dotted module name or zoo model name
+    factory: str  # attribute name in the file/module ("" for zoo)
+
+    @property
+    def name(self) -> str:
+        if self.kind == "zoo":
+            return self.target
+        stem = Path(self.target).stem if self.kind == "file" else self.target
+        return f"{stem}:{self.factory}"
+
+
+def _first_line(text: object) -> str:
+    lines = str(text).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``Type: first line of message``, for one-line error messages."""
+    message = _first_line(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def _listing(names: list[str]) -> str:
+    shown = ", ".join(names[:_MAX_LISTED])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > _MAX_LISTED else "")
+
+
+def parse_ref(ref: str) -> ParsedRef:
+    """Split ``ref`` into a ParsedRef; checks the form and that a referenced file exists."""
+    ref = ref.strip()
+    if ref.startswith("zoo:"):
+        name = ref[len("zoo:") :]
+        from liteport import zoo
+
+        if name not in zoo.MODELS:
+            raise BadInput(f"unknown zoo model {name!r} in {ref!r}", hint=f"known: {', '.join(zoo.MODELS)}")
+        return ParsedRef(kind="zoo", target=name, factory="")
+    target, sep, factory = ref.rpartition(":")
+    if not sep or not target or not factory:
+        hint = f"expected {FORMS}"
+        if ref.endswith(".py") and Path(ref).is_file():
+            found = _file_callables(Path(ref))
+            hint = f"add the factory name, e.g. {ref}:{found[0] if found else 'build'}"
+        raise BadInput(f"model reference {ref!r} names no factory", hint=hint)
+    looks_like_file = target.endswith(".py") or "/" in target or os.sep in target
+    if looks_like_file:
+        path = Path(target).expanduser()
+        if not path.is_file():
+            why = "is a directory" if path.is_dir() else "does not exist"
+            raise BadInput(f"model file {target!r} {why}", hint=f"give an existing .py file as {FORMS}")
+        return ParsedRef(kind="file", target=str(path.resolve()), factory=factory)
+    if not all(part.isidentifier() for part in target.split(".")):
+        raise BadInput(
+            f"model reference {ref!r}: {target!r} is neither a .py file nor a module name",
+            hint=f"expected {FORMS}",
+        )
+    return ParsedRef(kind="module", target=target, factory=factory)
+
+
+def _file_callables(path: Path) -> list[str]:
+    """Public top-level functions and classes of a Python file, read without executing it."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+    except SyntaxError:
+        return []
+    return [
+        node.name
+        for node in tree.body
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        and not node.name.startswith("_")
+    ]
+
+
+def _module_callables(module: ModuleType) -> list[str]:
+    """Public callables defined in ``module`` itself (not the ones it imported)."""
+    found = []
+    for attr, value in vars(module).items():
+        if attr.startswith("_") or not callable(value):
+            continue
+        if getattr(value, "__module__", None) == module.__name__:
+            found.append(attr)
+    return found
+
+
+def _import_file(path: Path) -> ModuleType:
+    # The file's folder goes first on sys.path so `import sibling` works, as with `python file.py`.
+    folder = str(path.parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:10]
+    module_name = f"_liteport_model_{path.stem.replace('-', '_')}_{digest}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise BadInput(f"model file {str(path)!r} cannot be imported as Python", hint="give a .py file")
+    module = importlib.util.module_from_spec(spec)
+    # Executed afresh on every load (a long-lived worker must see an edited file); registered
+    # before executing because dataclasses and pickling look the module up by name.
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(module_name, None)
+        raise BadInput(
+            f"importing model file {str(path)!r} failed: {describe_exception(exc)}",
+            hint="fix the file or install what it imports in the torch environment",
+        ) from exc
+    return module
+
+
+def _import_module(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
+            raise BadInput(
+                f"module {name!r} is not importable: no module named {exc.name!r}",
+                hint="install it in the torch environment, put it on PYTHONPATH, or give a file path",
+            ) from exc
+        raise BadInput(
+            f"importing module {name!r} failed: {describe_exception(exc)}",
+            hint="install what it imports in the torch environment",
+        ) from exc
+    except Exception as exc:
+        raise BadInput(
+            f"importing module {name!r} failed: {describe_exception(exc)}", hint="fix the module"
+        ) from exc
+
+
+def resolve_factory(parsed: ParsedRef) -> Callable[[], Any]:
+    """Import the file/module of ``parsed`` and return its factory callable."""
+    if parsed.kind == "zoo":
+        from liteport import zoo
+
+        zoo_factory: Callable[[], Any] = zoo.get(parsed.target)
+        return zoo_factory
+    if parsed.kind == "file":
+        module = _import_file(Path(parsed.target))
+        where = f"model file {parsed.target!r}"
+    else:
+        module = _import_module(parsed.target)
+        where = f"module {parsed.target!r}"
+    value: Any = module
+    for part in parsed.factory.split("."):  # "Class.build" style dotted names are allowed
+        if not hasattr(value, part):
+            available = _module_callables(module)
+            hint = (
+                f"callables there: {_listing(available)}" if available else "it defines no public callables"
+            )
+            raise BadInput(f"factory {parsed.factory!r} not found in {where}", hint=hint)
+        value = getattr(value, part)
+    if not callable(value):
+        raise BadInput(
+            f"{parsed.factory!r} in {where} is a {type(value).__name__}, not a callable factory",
+            hint="name a function returning (module, example_inputs)",
+        )
+    return value  # type: ignore[no-any-return]
+
+
+def _coerce_inputs(ref: str, raw: Any) -> tuple[torch.Tensor, ...]:
+    import numpy as np
+    import torch
+
+    items = list(raw) if isinstance(raw, (tuple, list)) else [raw]
+    if not items:
+        raise BadInput(
+            f"factory {ref!r} returned no example inputs",
+            hint="return (module, example_inputs) with at least one tensor",
+        )
+    tensors = []
+    for index, item in enumerate(items):
+        if isinstance(item, np.ndarray):
+            item = torch.from_numpy(item)
+        if not isinstance(item, torch.Tensor):
+            raise BadInput(
+                f"example input {index} of {ref!r} is a {type(item).__name__}, not a torch.Tensor",
+                hint="return (module, example_inputs) with a tensor or a tuple of tensors",
+            )
+        tensors.append(item.detach().cpu())
+    return tuple(tensors)
+
+
+def _unpack(ref: str, built: Any, spec: ModelSpec) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...]]:
+    import torch
+
+    expected = "expected (module, example_inputs) with an nn.Module and a tensor or tuple of tensors"
+    if isinstance(built, torch.nn.Module):
+        if spec.inputs is None:
+            raise BadInput(
+                f"factory {ref!r} returned only an nn.Module, without example inputs",
+                hint="return (module, example_inputs)",
+            )
+        # A bare module is usable when an inputs file says what to feed: sample 0 is the example.
+        arrays = _read_npz(spec.inputs)
+        ordered = [array for _, array in _in_input_order(arrays)]
+        if any(arr.ndim == 0 or arr.shape[0] == 0 for arr in ordered):
+            raise BadInput(
+                f"inputs file {spec.inputs!r} has an array without samples",
+                hint="store one array per input with a leading sample axis",
+            )
+        return built, tuple(torch.from_numpy(arr[0].copy()) for arr in ordered)
+    if not isinstance(built, (tuple, list)) or len(built) != 2:
+        what = f"a {type(built).__name__}" + (
+            f" of length {len(built)}" if isinstance(built, (tuple, list)) else ""
+        )
+        raise BadInput(f"factory {ref!r} returned {what}", hint=expected)
+    module, raw_inputs = built
+    if not isinstance(module, torch.nn.Module):
+        raise BadInput(
+            f"factory {ref!r} returned a {type(module).__name__} where an nn.Module belongs", hint=expected
+        )
+    return module, _coerce_inputs(ref, raw_inputs)
+
+
+def load_weights(module: torch.nn.Module, weights: str) -> None:
+    """Load a state dict from ``weights`` (``weights_only=True``) into ``module``, strictly."""
+    import torch
+
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise BadInput(
+            f"weights file {weights!r} does not exist",
+            hint="save one with torch.save(model.state_dict(), path)",
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise BadInput(
+            f"weights file {weights!r} cannot be loaded with weights_only=True: {describe_exception(exc)}",
+            hint="save a plain state dict with torch.save(model.state_dict(), path)",
+        ) from exc
+    if isinstance(state, Mapping):
+        # Training checkpoints often nest the state dict under one of these keys.
+        for key in ("state_dict", "model_state_dict", "model"):
+            if isinstance(state.get(key), Mapping):
+                state = state[key]
+                break
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        what = type(state).__name__ if not isinstance(state, Mapping) else "mapping with non-tensor values"
+        raise BadInput(
+            f"weights file {weights!r} holds a {what}, not a state dict",
+            hint="save one with torch.save(model.state_dict(), path)",
+        )
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {_listing(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {_listing(unexpected)}")
+        hint = "the weights were saved from a different model"
+        if unexpected and all(k.startswith("module.") for k in unexpected):
+            hint = "strip the 'module.' prefix of DataParallel before saving"
+        raise BadInput(f"weights file {weights!r} does not match the model ({'; '.join(parts)})", hint=hint)
+    wrong = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if tuple(state[k].shape) != tuple(v.shape)
+    ]
+    if wrong:
+        raise BadInput(
+            f"weights file {weights!r} does not match the model (shape mismatch: {_listing(wrong)})",
+            hint="the weights were saved from a different model configuration",
+        )
+    try:
+        module.load_state_dict(state, strict=True)
+    except Exception as exc:
+        raise BadInput(
+            f"weights file {weights!r} does not load: {describe_exception(exc)}",
+            hint="save it with torch.save(model.state_dict(), path)",
+        ) from exc
+
+
+def load_model(spec: ModelSpec) -> LoadedModel:
+    """Import, build and prepare the model of ``spec`` (eval mode, weights loaded)."""
+    parsed = parse_ref(spec.ref)
+    factory = resolve_factory(parsed)
+    try:
+        built = factory()
+    except BadInput:
+        raise
+    except Exception as exc:
+        raise BadInput(
+            f"factory {spec.ref!r} raised {describe_exception(exc)}", hint="fix the factory"
+        ) from exc
+    module, example_inputs = _unpack(spec.ref, built, spec)
+    module.eval()
+    if spec.weights:
+        load_weights(module, spec.weights)
+    return LoadedModel(module=module, example_inputs=example_inputs, name=parsed.name)
+
+
+# ------------------------------------------------------------------------------ inputs file
+
+
+def _read_npz(path_text: str) -> dict[str, np.ndarray]:
+    import numpy as np
+
+    path = Path(path_text).expanduser()
+    if not path.is_file():
+        raise BadInput(
+            f"inputs file {path_text!r} does not exist",
+            hint="give an .npz with one array per model input, leading sample axis",
+        )
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):  # a .npy loads as one bare array
+            raise ValueError(f"it holds a single {type(data).__name__}, not an archive of arrays")
+        with data:
+            arrays = {key: np.asarray(data[key]) for key in data.files}
+    except Exception as exc:
+        raise BadInput(
+            f"inputs file {path_text!r} is not a readable .npz: {describe_exception(exc)}",
+            hint="write it with numpy.savez(path, input_0=..., ...)",
+        ) from exc
+    if not arrays:
+        raise BadInput(
+            f"inputs file {path_text!r} holds no arrays",
+            hint="write it with numpy.savez(path, input_0=..., ...)",
+        )
+    return arrays
+
+
+def _in_input_order(arrays: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
+    """(name, array) pairs by input index: by name when named input_0.., else in archive order."""
+    names = [f"input_{i}" for i in range(len(arrays))]
+    if set(names) == set(arrays):
+        return [(name, arrays[name]) for name in names]
+    return list(arrays.items())
+
+
+def load_input_samples(path_text: str, example_inputs: tuple[torch.Tensor, ...]) -> list[np.ndarray]:
+    """Arrays of an inputs .npz, one per model input, each shaped (N, *example_shape).
+
+    Arrays are matched by name when named ``input_0..`` and by order otherwise. An array
+    without the batch axis (N, *example_shape[1:]) is accepted when the example batch is 1.
+    """
+    arrays = _read_npz(path_text)
+    count = len(example_inputs)
+    if len(arrays) != count:
+        raise BadInput(
+            f"inputs file {path_text!r} holds {len(arrays)} arrays ({_listing(list(arrays))}) "
+            f"but the model takes {count} input{'s' if count != 1 else ''}",
+            hint="store one array per input, named input_0, input_1, ..., with a leading sample axis",
+        )
+    samples = []
+    counts = set()
+    for (key, array), example in zip(_in_input_order(arrays), example_inputs):
+        shape = tuple(example.shape)
+        if array.ndim >= 1 and tuple(array.shape[1:]) == shape:
+            pass
+        elif shape and shape[0] == 1 and array.ndim >= 1 and tuple(array.shape[1:]) == shape[1:]:
+            array = array.reshape((array.shape[0], *shape))  # samples stored without the batch axis
+        else:
+            raise BadInput(
+                f"array {key!r} in inputs file {path_text!r} has shape {tuple(array.shape)}, "
+                f"expected (N, {', '.join(map(str, shape))})",
+                hint="leading sample axis, then the example input's shape",
+            )
+        if array.shape[0] == 0:
+            raise BadInput(
+                f"array {key!r} in inputs file {path_text!r} holds no samples", hint="store at least one"
+            )
+        counts.add(array.shape[0])
+        samples.append(array.astype(_numpy_dtype(example), copy=False))
+    if len(counts) > 1:
+        raise BadInput(
+            f"arrays in inputs file {path_text!r} hold different sample counts {sorted(counts)}",
+            hint="give every input the same number of samples",
+        )
+    return samples
+
+
+def _numpy_dtype(tensor: torch.Tensor) -> Any:
+    import torch
+
+    return torch.empty(0, dtype=tensor.dtype).numpy().dtype
+
+
+# ------------------------------------------------------------------------------ hashing
+
+
+def _find_module_source(name: str) -> Path | None:
+    """The source file of a dotted module, searched on sys.path without importing anything."""
+    parts = name.split(".")
+    for entry in [os.getcwd(), *sys.path]:
+        base = Path(entry or ".").joinpath(*parts)
+        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _hash_file(digest: Any, path: Path) -> None:
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+
+
+def model_hash(spec: ModelSpec) -> str:
+    """Short sha256 over the model source, factory name, weights and inputs files (no torch)."""
+    parsed = parse_ref(spec.ref)
+    digest = hashlib.sha256()
+    digest.update(f"{parsed.kind}\0{parsed.factory}\0".encode())
+    if parsed.kind == "file":
+        _hash_file(digest, Path(parsed.target))
+    elif parsed.kind == "zoo":
+        digest.update(parsed.target.encode())
+        _hash_file(digest, Path(__file__).parent / "zoo" / "models.py")
+    else:
+        source = _find_module_source(parsed.target)
+        if source is not None:
+            _hash_file(digest, source)
+        else:  # e.g. a compiled or zipped module: its name is all we can hash
+            digest.update(parsed.target.encode())
+    for label, extra in (("weights", spec.weights), ("inputs", spec.inputs)):
+        if extra:
+            path = Path(extra).expanduser()
+            if not path.is_file():
+                raise BadInput(
+                    f"{label} file {extra!r} does not exist", hint=f"give an existing {label} file"
+                )
+            digest.update(f"\0{label}\0".encode())
+            _hash_file(digest, path)
+    return digest.hexdigest()[:16]

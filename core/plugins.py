@@ -1,0 +1,194 @@
+"""The plugin manager: loads plugins from the ``liteport`` entry-point group and offers
+typed accessors. Nothing else in liteport calls ``pm.hook`` directly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, Callable, TypeVar, cast
+
+import pluggy
+from liteport import hookspecs
+from liteport.errors import PluginError
+from liteport.types import BackendInfo, EnvironmentSpec, Job, QuantizerInfo, Result, ValidatorInfo, evolve
+
+GROUP = "liteport"
+BUILTIN_DISTRIBUTION = "liteport"
+
+R = TypeVar("R", BackendInfo, QuantizerInfo, ValidatorInfo)
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    """A plugin whose entry point could not be loaded or registered."""
+
+    name: str
+    distribution: str
+    error: str  # one line
+    traceback: str
+
+
+@dataclass(frozen=True)
+class PluginEntry:
+    """A loaded plugin: where it came from and which hooks it implements."""
+
+    name: str
+    distribution: str
+    version: str
+    hooks: tuple[str, ...]
+
+
+@dataclass
+class PluginManager:
+    """Loads the installed plugins and answers typed questions about them."""
+
+    strict: bool = False
+    failures: list[PluginFailure] = field(default_factory=list)
+    entries: list[PluginEntry] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self._pm.add_hookspecs(hookspecs)
+        self._distributions: dict[str, tuple[str, str]] = {}
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def load_entry_points(self) -> PluginManager:
+        for ep in _liteport_entry_points():
+            dist_name, dist_version = _distribution_of(ep)
+            try:
+                self.register(ep.load(), name=ep.name, distribution=dist_name, version=dist_version)
+            except Exception as exc:  # a broken plugin must not hide the others
+                self._fail(ep.name, dist_name, exc)
+        return self
+
+    def register(self, plugin: Any, *, name: str, distribution: str = "", version: str = "") -> None:
+        """Register ``plugin`` (a module or object with hookimpls); misspelled hooks are errors."""
+        if self._pm.has_plugin(name):
+            other = self._distributions.get(name, ("?", ""))[0]
+            raise PluginError(
+                f"plugin name {name!r} is registered by both {other!r} and {distribution or '?'!r}"
+            )
+        self._pm.register(plugin, name=name)
+        try:
+            self._pm.check_pending()
+        except pluggy.PluginValidationError:
+            self._pm.unregister(name=name)
+            raise
+        self._distributions[name] = (distribution, version)
+        hooks = tuple(sorted(h.name for h in self._pm.get_hookcallers(plugin) or ()))
+        self.entries.append(PluginEntry(name=name, distribution=distribution, version=version, hooks=hooks))
+
+    def _fail(self, name: str, distribution: str, exc: BaseException) -> None:
+        detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        failure = PluginFailure(name=name, distribution=distribution, error=message, traceback=detail)
+        self.failures.append(failure)
+        if self.strict:
+            raise PluginError(
+                f"plugin {name!r} from {distribution or 'an unknown distribution'} failed to load: {message}",
+                hint="fix or uninstall it, or run without --strict-plugins",
+            ) from exc
+
+    # -- registration accessors -----------------------------------------------------------
+
+    def backends(self) -> dict[str, BackendInfo]:
+        return self._collect(self._pm.hook.liteport_backends, "backend")
+
+    def quantizers(self) -> dict[str, QuantizerInfo]:
+        return self._collect(self._pm.hook.liteport_quantizers, "quantizer")
+
+    def validators(self) -> dict[str, ValidatorInfo]:
+        return self._collect(self._pm.hook.liteport_validators, "validator")
+
+    def environments(self) -> dict[str, EnvironmentSpec]:
+        """Every environment any backend or validator declares, by name."""
+        found: dict[str, tuple[EnvironmentSpec, str]] = {}
+        declared: list[tuple[EnvironmentSpec, str]] = []
+        for backend in self.backends().values():
+            declared += [(env, backend.provider) for env in backend.environments]
+        for validator in self.validators().values():
+            declared.append((validator.environment, validator.provider))
+        for env, provider in declared:
+            if env.name in found and found[env.name][0] != env:
+                raise PluginError(
+                    f"environment {env.name!r} is declared differently by "
+                    f"{found[env.name][1]!r} and {provider!r}"
+                )
+            found.setdefault(env.name, (env, provider))
+        return {name: env for name, (env, _) in sorted(found.items())}
+
+    def _collect(self, hook: pluggy.HookCaller, what: str) -> dict[str, R]:
+        records: dict[str, R] = {}
+        for impl in reversed(hook.get_hookimpls()):  # registration order
+            try:
+                produced = cast("Iterable[R] | None", impl.function())
+                items = list(produced or ())
+            except Exception as exc:
+                self._fail(impl.plugin_name, self._distributions.get(impl.plugin_name, ("", ""))[0], exc)
+                continue
+            for item in items:
+                if item.name in records:
+                    first, second = records[item.name].provider, impl.plugin_name
+                    raise PluginError(
+                        f"{what} {item.name!r} is registered by both "
+                        f"{self._describe(first)} and {self._describe(second)}",
+                        hint="uninstall one of them",
+                    )
+                records[item.name] = evolve(item, provider=impl.plugin_name)
+        return dict(sorted(records.items()))
+
+    def _describe(self, plugin_name: str) -> str:
+        dist = self._distributions.get(plugin_name, ("", ""))[0]
+        return f"plugin {plugin_name!r} ({dist})" if dist else f"plugin {plugin_name!r}"
+
+    # -- work hooks (worker side) ----------------------------------------------------------
+
+    def convert(self, job: Job) -> Result | None:
+        return self._call(self._pm.hook.liteport_convert, job)
+
+    def quantize(self, job: Job) -> Result | None:
+        return self._call(self._pm.hook.liteport_quantize, job)
+
+    def validate(self, job: Job) -> Result | None:
+        return self._call(self._pm.hook.liteport_validate, job)
+
+    @staticmethod
+    def _call(hook: Callable[..., Any], job: Job) -> Result | None:
+        result: Result | None = hook(job=job)
+        return result
+
+
+def _liteport_entry_points() -> Sequence[EntryPoint]:
+    if sys.version_info >= (3, 10):
+        eps: Iterable[EntryPoint] = entry_points(group=GROUP)
+    else:  # pragma: no cover - Python 3.9 (TensorFlow 2.8 workers) has only the dict form
+        eps = entry_points().get(GROUP, [])
+    # One distribution can be visible twice (editable finder + site); keep its first copy.
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for ep in eps:
+        key = (ep.name, _distribution_of(ep)[0])
+        if key not in seen:
+            seen.add(key)
+            unique.append(ep)
+    return unique
+
+
+def _distribution_of(ep: EntryPoint) -> tuple[str, str]:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return "", ""
+    return str(dist.metadata["Name"]), str(dist.version)
+
+
+def get_plugin_manager(*, strict: bool | None = None) -> PluginManager:
+    """A manager with every installed plugin loaded. ``LITEPORT_STRICT_PLUGINS=1`` implies strict."""
+    if strict is None:
+        strict = os.environ.get("LITEPORT_STRICT_PLUGINS", "") not in ("", "0")
+    return PluginManager(strict=strict).load_entry_points()

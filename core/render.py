@@ -1,0 +1,96 @@
+"""Human-readable output: the verdict table of an attempt."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from liteport.attempts import Attempt
+
+STATUS_STYLE = {
+    "ok": "bold green",
+    "invalid": "bold yellow",
+    "failed": "bold red",
+    "unsupported": "dim",
+    "timeout": "bold magenta",
+    "crashed": "bold red",
+    "env_error": "bold red",
+}
+
+
+def fmt(value: Any, spec: str = ".4g") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return format(value, spec)
+    return str(value)
+
+
+def verdict_rows(attempt: Attempt) -> list[tuple[str, str]]:
+    """(label, value) pairs shown for an attempt, in order."""
+    m: Mapping[str, Any] = attempt.metrics
+    f: Mapping[str, Any] = attempt.facts
+    t: Mapping[str, Any] = attempt.timings
+    ops: Mapping[str, Any] = f.get("op_counts") or {}
+    rows = [
+        ("status", attempt.status),
+        ("backend", f"{attempt.backend} in {attempt.environment} ({attempt.runtime})"),
+        ("mode", attempt.mode + (" channels-last" if attempt.options.get("channels_last") else "")),
+    ]
+    if attempt.error:
+        rows.append(("cause", f"{attempt.error.kind}: {attempt.error.message}"))
+    if m:
+        rows += [
+            ("cosine", fmt(m.get("cosine"), ".6f")),
+            ("SQNR", f"{fmt(m.get('sqnr_db'), '.1f')} dB"),
+            (
+                "max |err|",
+                fmt(m.get("max_abs"), ".3g") + f"  (largest |ref| {fmt(m.get('ref_max_abs'), '.3g')})",
+            ),
+            ("top-1 agreement", fmt(m.get("top1"), ".3f")),
+        ]
+    if "size_bytes" in f:
+        rows.append(("size", f"{f['size_bytes'] / 1e6:.2f} MB"))
+    if "latency_ms" in f:
+        rows.append(("latency", f"{fmt(f.get('latency_ms'), '.2f')} ms median, 1 thread"))
+    if ops:
+        rows.append(
+            (
+                "ops",
+                ", ".join(f"{name} {ops.get(name, 0)}" for name in ("TRANSPOSE", "QUANTIZE", "DEQUANTIZE"))
+                + f", custom/Flex {f.get('custom_ops', 0)}, total {sum(ops.values())}",
+            )
+        )
+    if f.get("input_dtypes"):
+        rows.append(
+            ("I/O dtypes", f"{', '.join(f['input_dtypes'])} → {', '.join(f.get('output_dtypes', []))}")
+        )
+    if "convert_s" in t:
+        rows.append(("conversion time", f"{t['convert_s']:.1f} s"))
+    if attempt.lock_hash:
+        rows.append(("lock", attempt.lock_hash))
+    if attempt.workdir:
+        rows.append(("work files", attempt.workdir))
+    return rows
+
+
+def print_attempt(attempt: Attempt, *, output: Path | None, verbose: bool) -> None:
+    from liteport.cli import stdout_console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = stdout_console()
+    table = Table(show_header=False, title=f"{attempt.model}", title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for label, value in verdict_rows(attempt):
+        style = STATUS_STYLE.get(value, "") if label == "status" else ""
+        table.add_row(label, Text(value, style=style))
+    console.print(table)
+    if output:
+        console.print(f"wrote {output}")
+    if attempt.error and attempt.error.log:
+        console.print(f"log: {attempt.error.log}", markup=False)
+    if verbose and attempt.error and attempt.error.detail:
+        console.print(attempt.error.detail, markup=False)

@@ -1,0 +1,22 @@
+"""Execution runtimes that materialise environments and run workers in them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from liteport.errors import UsageError
+from liteport.runtimes.base import Runtime
+
+RUNTIMES = ("venv", "local")
+
+
+def get_runtime(name: str, cache_dir: Path | None = None) -> Runtime:
+    if name == "venv":
+        from liteport.runtimes.venv import VenvRuntime
+
+        return VenvRuntime(cache_dir)
+    if name == "local":
+        from liteport.runtimes.local import LocalRuntime
+
+        return LocalRuntime()
+    raise UsageError(f"unknown runtime {name!r}", hint=f"choose one of: {', '.join(RUNTIMES)}")

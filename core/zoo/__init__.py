@@ -1,0 +1,93 @@
+"""Built-in models defined in the project (no downloads), referenced as ``zoo:NAME``.
+
+This module holds only plain metadata so ``liteport zoo list`` stays instant: torch is
+imported when a factory is first needed (``get``, ``ZOO``), from ``liteport.zoo.models``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    import torch
+
+    Factory = Callable[[], tuple[torch.nn.Module, tuple[torch.Tensor, ...]]]
+
+# name -> description, example input shapes (batch 1) and what converter traps it covers.
+# Keep in step with liteport.zoo.models.ZOO (tests check that the two agree).
+MODELS: dict[str, dict[str, Any]] = {
+    "tiny_cnn": {
+        "description": "three conv+BN+ReLU layers, max pooling, strided conv, global pool, linear head",
+        "inputs": ((1, 3, 32, 32),),
+        "covers": ("conv", "batchnorm", "relu", "maxpool", "strided conv", "avgpool", "linear"),
+    },
+    "mobilenet_v2": {
+        "description": "MobileNetV2 width 1.0, 1000 classes (inverted residuals, depthwise, ReLU6)",
+        "inputs": ((1, 3, 224, 224),),
+        "covers": ("depthwise conv", "strided conv", "relu6", "residual add", "batchnorm", "avgpool"),
+    },
+    "resnet": {
+        "description": "ResNet-18 layout at half width (32-256 channels), 100 classes",
+        "inputs": ((1, 3, 64, 64),),
+        "covers": ("7x7 strided conv", "maxpool", "residual add", "1x1 downsample", "batchnorm"),
+    },
+    "hardswish_se": {
+        "description": "MobileNetV3-style blocks (hardswish, squeeze-excite, hardsigmoid), upsample + concat",
+        "inputs": ((1, 3, 64, 64),),
+        "covers": ("hardswish", "hardsigmoid", "squeeze-excite", "5x5 depthwise", "upsample", "concat"),
+    },
+    "attention_encoder": {
+        "description": "2-layer pre-LN transformer encoder on 1x16x64 embeddings (4 heads, GELU MLP)",
+        "inputs": ((1, 16, 64),),
+        "covers": ("layernorm", "matmul attention", "softmax", "gelu", "reshape/transpose"),
+    },
+    "lstm": {
+        "description": "2-layer LSTM over a 1x20x16 sequence, linear head on the last step (10 outputs)",
+        "inputs": ((1, 20, 16),),
+        "covers": ("lstm", "slice", "linear"),
+    },
+}
+
+
+def names() -> list[str]:
+    """Names of the built-in models, in a stable order."""
+    return list(MODELS)
+
+
+def describe() -> list[tuple[str, str, tuple[tuple[int, ...], ...]]]:
+    """(name, one-line description, example input shapes) per model; never imports torch."""
+    return [(name, meta["description"], tuple(meta["inputs"])) for name, meta in MODELS.items()]
+
+
+def get(name: str) -> Factory:
+    """The factory of zoo model ``name``; raises BadInput naming the known models."""
+    if name not in MODELS:
+        from liteport.errors import BadInput
+
+        raise BadInput(f"unknown zoo model {name!r}", hint=f"known: {', '.join(MODELS)}")
+    from liteport.zoo.models import ZOO as factories  # imports torch
+
+    factory: Factory = factories[name]
+    return factory
+
+
+class _LazyZoo(Mapping[str, "Factory"]):
+    """Read-only name -> factory mapping that imports torch only on item access."""
+
+    def __getitem__(self, name: str) -> Factory:
+        if name not in MODELS:
+            raise KeyError(name)
+        return get(name)
+
+    def __contains__(self, name: object) -> bool:  # Mapping's default would build the model
+        return name in MODELS
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(MODELS)
+
+    def __len__(self) -> int:
+        return len(MODELS)
+
+
+ZOO: Mapping[str, Factory] = _LazyZoo()

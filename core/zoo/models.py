@@ -1,0 +1,358 @@
+"""Factories of the built-in zoo models (imported lazily: this module imports torch).
+
+Each factory takes no argument and returns ``(module, example_inputs)``: a seeded module in
+eval mode whose BatchNorm statistics come from a random batch (so outputs are O(1) even with
+random weights) and a tuple of batch-1 example tensors. Metadata lives in ``liteport.zoo``.
+"""
+
+# Lint venvs have no torch, so nn.Module is Any there; subclassing it is the point of this file.
+# mypy: allow-subclassing-any
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+Built = tuple[nn.Module, tuple[Tensor, ...]]
+
+
+def _calibrate_batchnorm(model: nn.Module, batch: Tensor, passes: int = 2) -> None:
+    """Set BatchNorm running stats to the cumulative average over ``passes`` forwards of ``batch``."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None  # None = cumulative moving average: exact mean over the passes
+        # Random affine parameters so BN folding is really exercised by converters.
+        with torch.no_grad():
+            bn.weight.uniform_(0.8, 1.2)
+            bn.bias.normal_(0.0, 0.1)
+    model.train()
+    with torch.no_grad():
+        for _ in range(passes):
+            model(batch)
+    for bn in norms:
+        bn.momentum = 0.1  # restore the default so a user fine-tuning it sees ordinary BN
+    model.eval()
+
+
+def _conv_bn(
+    cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: nn.Module | None = None
+) -> nn.Sequential:
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+    ]
+    if act is not None:
+        layers.append(act)
+    return nn.Sequential(*layers)
+
+
+# --------------------------------------------------------------------------- tiny_cnn
+
+
+class TinyCNN(nn.Module):
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            _conv_bn(3, 16, 3, act=nn.ReLU()),
+            nn.MaxPool2d(2),
+            _conv_bn(16, 32, 3, act=nn.ReLU()),
+            nn.MaxPool2d(2),
+            _conv_bn(32, 64, 3, stride=2, act=nn.ReLU()),
+            nn.AdaptiveAvgPool2d(1),
+        )
+        self.classifier = nn.Linear(64, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = self.classifier(torch.flatten(self.features(x), 1))
+        return out
+
+
+def tiny_cnn() -> Built:
+    torch.manual_seed(0)
+    model = TinyCNN()
+    _calibrate_batchnorm(model, torch.randn(16, 3, 32, 32))
+    return model, (torch.randn(1, 3, 32, 32),)
+
+
+# --------------------------------------------------------------------------- mobilenet_v2
+
+
+def _make_divisible(value: float, divisor: int = 8) -> int:
+    """Channel rounding of the reference MobileNetV2 (never drop more than 10%)."""
+    new = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if new < 0.9 * value:
+        new += divisor
+    return new
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, expand_ratio: int) -> None:
+        super().__init__()
+        hidden = round(cin * expand_ratio)
+        self.use_residual = stride == 1 and cin == cout
+        layers: list[nn.Module] = []
+        if expand_ratio != 1:
+            layers.append(_conv_bn(cin, hidden, 1, act=nn.ReLU6()))
+        layers += [
+            _conv_bn(hidden, hidden, 3, stride=stride, groups=hidden, act=nn.ReLU6()),  # depthwise
+            _conv_bn(hidden, cout, 1),  # linear bottleneck: no activation
+        ]
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = x + self.conv(x) if self.use_residual else self.conv(x)
+        return out
+
+
+class MobileNetV2(nn.Module):
+    """MobileNetV2 (Sandler et al. 2018), the layout and init of the reference implementation."""
+
+    # expansion t, channels c, repeats n, first stride s
+    SETTINGS = (
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    )
+
+    def __init__(self, num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.2) -> None:
+        super().__init__()
+        cin = _make_divisible(32 * width_mult)
+        last = _make_divisible(1280 * max(1.0, width_mult))
+        layers: list[nn.Module] = [_conv_bn(3, cin, 3, stride=2, act=nn.ReLU6())]
+        for t, c, n, s in self.SETTINGS:
+            cout = _make_divisible(c * width_mult)
+            for i in range(n):
+                layers.append(InvertedResidual(cin, cout, s if i == 0 else 1, t))
+                cin = cout
+        layers.append(_conv_bn(cin, last, 1, act=nn.ReLU6()))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(last, num_classes))
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.adaptive_avg_pool2d(self.features(x), 1)
+        out: Tensor = self.classifier(torch.flatten(x, 1))
+        return out
+
+
+def mobilenet_v2() -> Built:
+    torch.manual_seed(0)
+    model = MobileNetV2()
+    _calibrate_batchnorm(model, torch.randn(8, 3, 224, 224), passes=1)
+    return model, (torch.randn(1, 3, 224, 224),)
+
+
+# --------------------------------------------------------------------------- resnet
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = _conv_bn(cin, cout, 3, stride=stride, act=nn.ReLU())
+        self.conv2 = _conv_bn(cout, cout, 3)
+        self.downsample = _conv_bn(cin, cout, 1, stride=stride) if stride != 1 or cin != cout else None
+        self.relu = nn.ReLU()
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out: Tensor = self.relu(self.conv2(self.conv1(x)) + identity)
+        return out
+
+
+class ResNet(nn.Module):
+    """ResNet-18 layout (2-2-2-2 basic blocks) with a configurable base width."""
+
+    def __init__(
+        self, width: int = 32, blocks: tuple[int, ...] = (2, 2, 2, 2), num_classes: int = 100
+    ) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(_conv_bn(3, width, 7, stride=2, act=nn.ReLU()), nn.MaxPool2d(3, 2, 1))
+        stages: list[nn.Module] = []
+        cin = width
+        for i, n in enumerate(blocks):
+            cout = width * 2**i
+            for j in range(n):
+                stages.append(BasicBlock(cin, cout, 2 if (j == 0 and i > 0) else 1))
+                cin = cout
+        self.layers = nn.Sequential(*stages)
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.adaptive_avg_pool2d(self.layers(self.stem(x)), 1)
+        out: Tensor = self.fc(torch.flatten(x, 1))
+        return out
+
+
+def resnet() -> Built:
+    torch.manual_seed(0)
+    model = ResNet()
+    _calibrate_batchnorm(model, torch.randn(16, 3, 64, 64))
+    return model, (torch.randn(1, 3, 64, 64),)
+
+
+# --------------------------------------------------------------------------- hardswish_se
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, channels: int, reduction: int = 4) -> None:
+        super().__init__()
+        squeezed = _make_divisible(channels / reduction)
+        self.fc1 = nn.Conv2d(channels, squeezed, 1)
+        self.fc2 = nn.Conv2d(squeezed, channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        scale = F.adaptive_avg_pool2d(x, 1)
+        scale = F.hardsigmoid(self.fc2(F.relu(self.fc1(scale))))
+        out: Tensor = x * scale
+        return out
+
+
+class V3Block(nn.Module):
+    """MobileNetV3 bottleneck: expand (hardswish), depthwise (hardswish), SE, linear projection."""
+
+    def __init__(self, cin: int, hidden: int, cout: int, k: int, stride: int, se: bool) -> None:
+        super().__init__()
+        self.use_residual = stride == 1 and cin == cout
+        self.expand = _conv_bn(cin, hidden, 1, act=nn.Hardswish())
+        self.depthwise = _conv_bn(hidden, hidden, k, stride=stride, groups=hidden, act=nn.Hardswish())
+        self.se = SqueezeExcite(hidden) if se else nn.Identity()
+        self.project = _conv_bn(hidden, cout, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.project(self.se(self.depthwise(self.expand(x))))
+        out: Tensor = x + y if self.use_residual else y
+        return out
+
+
+class HardswishSE(nn.Module):
+    """A MobileNetV3-like encoder with a small top-down path (nearest upsample + concat)."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.stem = _conv_bn(3, 16, 3, stride=2, act=nn.Hardswish())  # 32x32
+        self.stage1 = nn.Sequential(
+            V3Block(16, 64, 24, 3, 2, se=False), V3Block(24, 72, 24, 3, 1, se=False)
+        )  # 16
+        self.stage2 = nn.Sequential(
+            V3Block(24, 96, 40, 5, 2, se=True), V3Block(40, 120, 40, 5, 1, se=True)
+        )  # 8
+        self.fuse = _conv_bn(24 + 40, 48, 3, act=nn.Hardswish())
+        self.head = nn.Linear(48, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        low = self.stage1(self.stem(x))
+        high = self.stage2(low)
+        up = F.interpolate(high, scale_factor=2.0, mode="nearest")
+        y = self.fuse(torch.cat([low, up], dim=1))
+        out: Tensor = self.head(torch.flatten(F.adaptive_avg_pool2d(y, 1), 1))
+        return out
+
+
+def hardswish_se() -> Built:
+    torch.manual_seed(0)
+    model = HardswishSE()
+    _calibrate_batchnorm(model, torch.randn(16, 3, 64, 64))
+    return model, (torch.randn(1, 3, 64, 64),)
+
+
+# --------------------------------------------------------------------------- attention_encoder
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention written with matmul + softmax (what converters see after export)."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.head_dim = dim // heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, n, d = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        attn = torch.softmax(torch.matmul(q, k.transpose(-2, -1)) * self.head_dim**-0.5, dim=-1)
+        y = torch.matmul(attn, v).transpose(1, 2).reshape(b, n, d)
+        out: Tensor = self.out(y)
+        return out
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, dim: int, heads: int, mlp: int) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = SelfAttention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp), nn.GELU(), nn.Linear(mlp, dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.attn(self.norm1(x))
+        out: Tensor = x + self.mlp(self.norm2(x))
+        return out
+
+
+class AttentionEncoder(nn.Module):
+    def __init__(self, seq: int = 16, dim: int = 64, heads: int = 4, mlp: int = 128, layers: int = 2) -> None:
+        super().__init__()
+        self.pos = nn.Parameter(torch.randn(1, seq, dim) * 0.1)
+        self.layers = nn.Sequential(*[EncoderLayer(dim, heads, mlp) for _ in range(layers)])
+        self.norm = nn.LayerNorm(dim)
+        self.proj = nn.Linear(dim, 32)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = self.proj(self.norm(self.layers(x + self.pos)))
+        return out
+
+
+def attention_encoder() -> Built:
+    torch.manual_seed(0)
+    model = AttentionEncoder().eval()
+    return model, (torch.randn(1, 16, 64),)
+
+
+# --------------------------------------------------------------------------- lstm
+
+
+class LSTMHead(nn.Module):
+    def __init__(self, features: int = 16, hidden: int = 32, layers: int = 2, outputs: int = 10) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(features, hidden, num_layers=layers, batch_first=True)
+        self.head = nn.Linear(hidden, outputs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        seq, _ = self.lstm(x)
+        out: Tensor = self.head(seq[:, -1])
+        return out
+
+
+def lstm() -> Built:
+    torch.manual_seed(0)
+    model = LSTMHead().eval()
+    with torch.no_grad():
+        # The default init gives outputs near 0.1 (tiny hidden states); a wider head keeps them O(1).
+        nn.init.normal_(model.head.weight, 0.0, 1.0)
+    return model, (torch.randn(1, 20, 16),)
+
+
+ZOO: dict[str, Callable[[], Built]] = {
+    "tiny_cnn": tiny_cnn,
+    "mobilenet_v2": mobilenet_v2,
+    "resnet": resnet,
+    "hardswish_se": hardswish_se,
+    "attention_encoder": attention_encoder,
+    "lstm": lstm,
+}

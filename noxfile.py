@@ -1,0 +1,78 @@
+# /// script
+# dependencies = ["nox==2026.10.20"]
+# ///
+"""liteport's coordination layer: tests, lint, the demo (the README's main job), benchmarks.
+
+Converter environments are built by liteport itself (``liteport env build``) into its cache,
+keyed by lock hash, so every session reuses them; nox only manages the host-side venvs.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import nox
+
+nox.needs_version = ">=2025.2.9"
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True  # host venvs are cheap to keep; their deps are pinned
+
+# The host-side test venv needs torch for the unit tests of model loading; pin it in the same
+# install command so pip takes the local CPU wheel and never resolves a CUDA build.
+TORCH = ("torch==2.13.0", "numpy==2.4.6")
+
+
+def _install(session: nox.Session, *extras: str) -> None:
+    spec = f".[{','.join(extras)}]" if extras else "."
+    session.install("-e", spec)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff and mypy over the whole project."""
+    # A "strict" editable install lays out liteport as a tree of links mypy can follow
+    # (core/ is imported as liteport, backends/ as liteport.backends).
+    session.install("-e", ".[lint]", "--config-settings", "editable_mode=strict")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", "--diff", "core", "backends", "tests", "noxfile.py")
+    trees = sorted(glob.glob("build/__editable__.liteport-*"))
+    session.run("mypy", "-p", "liteport", env={"MYPYPATH": os.path.abspath(trees[-1])})
+    session.run("mypy", "noxfile.py")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Unit tests (fake plugins, no converters), then integration tests with real environments."""
+    _install(session, "test")
+    session.install(*TORCH)
+    session.run("pytest", "tests/unit", "-q", *session.posargs)
+    session.run("liteport", "env", "build", external=False)
+    session.run("pytest", "tests/integration", "-q", "-m", "integration", "--timeout=3600", *session.posargs)
+
+
+@nox.session
+def unit(session: nox.Session) -> None:
+    """Unit tests only (fast, no converter environments)."""
+    _install(session, "test")
+    session.install(*TORCH)
+    session.run("pytest", "tests/unit", "-q", *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The README's main job: mobilenet_v2 to TFLite in fp32 and int8 through ai-edge-torch."""
+    _install(session)
+    out = os.path.join("liteport-out")
+    for mode in ("fp32", "int8"):
+        session.run(
+            "liteport",
+            "convert",
+            "zoo:mobilenet_v2",
+            "--quant",
+            mode,
+            "--backend",
+            "ai-edge-torch",
+            "-o",
+            os.path.join(out, f"mobilenet_v2-{mode}.tflite"),
+        )

@@ -1,0 +1,41 @@
+"""Shared fixtures: fake plugins discovered through real entry points on a test path."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _add_plugin_path(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    monkeypatch.syspath_prepend(str(folder))
+    # Workers are subprocesses: they find the fake distributions through PYTHONPATH.
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")]))
+    )
+    importlib.invalidate_caches()
+
+
+@pytest.fixture
+def fake_plugins(monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = FIXTURES / "plugins_ok"
+    _add_plugin_path(monkeypatch, folder)
+    return folder
+
+
+@pytest.fixture
+def broken_plugins(monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = FIXTURES / "plugins_broken"
+    _add_plugin_path(monkeypatch, folder)
+    return folder
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "cache"
+    monkeypatch.setenv("LITEPORT_CACHE", str(path))
+    return path

@@ -1,0 +1,117 @@
+"""The venv runtime on a tiny real lock: atomic builds, reuse, rebuild on lock change, concurrency."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from liteport.errors import EnvironmentBuildError
+from liteport.interpreters import find_python
+from liteport.runtimes.base import WorkerSession, lock_hash
+from liteport.runtimes.venv import MARKER, VenvRuntime
+from liteport.types import EnvironmentSpec, Job, ModelSpec
+
+
+def _spec(tmp_path: Path, pins: str = "pluggy==1.6.0\n") -> EnvironmentSpec:
+    lock = tmp_path / "tiny.txt"
+    lock.write_text(pins)
+    return EnvironmentSpec(name="tiny", python="3.11", lock=str(lock), key_packages=("pluggy",))
+
+
+def test_build_reuse_and_rebuild_on_lock_change(tmp_path: Path, cache_dir: Path, fake_plugins: Path) -> None:
+    runtime = VenvRuntime(cache_dir)
+    spec = _spec(tmp_path)
+    assert runtime.status(spec) == "missing"
+    messages: list[str] = []
+    handle = runtime.ensure(spec, messages.append)
+    path = Path(handle.location)
+    assert path.name == f"tiny-{lock_hash(spec)}"
+    assert (path / MARKER).exists()
+    assert not list(cache_dir.glob("envs/.building-*"))
+    assert any("building environment tiny" in m for m in messages)
+    assert runtime.status(spec) == "built"
+
+    # A worker in it runs jobs with the plugins installed there (the fake one via PYTHONPATH).
+    session = WorkerSession(handle, stderr_log=tmp_path / "w.log")
+    job = Job(
+        kind="convert",
+        id="1",
+        workdir=str(tmp_path),
+        model=ModelSpec(ref="zoo:x"),
+        backend="fake",
+        options={"key_packages": ["pluggy"]},
+    )
+    try:
+        result = session.run(job, timeout=120, log=None)
+    finally:
+        session.close()
+    assert result.status == "ok", result
+    assert result.versions["pluggy"] == "1.6.0"
+
+    # Reuse: nothing rebuilt.
+    built_at = (path / MARKER).stat().st_mtime_ns
+    again: list[str] = []
+    runtime.ensure(spec, again.append)
+    assert again == []
+    assert (path / MARKER).stat().st_mtime_ns == built_at
+
+    # Comments do not change the hash; a changed pin does, and gives a new environment.
+    Path(spec.lock).write_text("# a comment\npluggy==1.6.0\n")
+    assert lock_hash(spec) == path.name.rsplit("-", 1)[1]
+    Path(spec.lock).write_text("pluggy==1.5.0\n")
+    assert runtime.status(spec) == "stale"
+    newer = runtime.ensure(spec, lambda m: None)
+    assert newer.location != handle.location
+    assert json.loads((Path(newer.location) / MARKER).read_text())["lock_hash"] == lock_hash(spec)
+
+
+def test_two_processes_building_one_environment(tmp_path: Path, cache_dir: Path) -> None:
+    spec = _spec(tmp_path, "pluggy==1.6.0\nsix==1.17.0\n")
+    script = (
+        "import sys; from pathlib import Path; from liteport.runtimes.venv import VenvRuntime;"
+        "from liteport.types import EnvironmentSpec;"
+        f"spec = EnvironmentSpec(name='tiny', python='3.11', lock={spec.lock!r});"
+        f"print(VenvRuntime(Path({str(cache_dir)!r})).ensure(spec, print).location)"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    locations = {out.strip().splitlines()[-1] for out in outputs}
+    assert len(locations) == 1
+    assert sum("building environment" in out for out in outputs) == 1
+    assert sum("waiting for another process" in out for out in outputs) <= 1
+    envs = [p for p in (cache_dir / "envs").iterdir() if not p.name.startswith(".")]
+    assert len(envs) == 1
+    assert not list((cache_dir / "envs").glob(".building-*"))
+
+
+def test_failed_build_leaves_nothing_half_built(tmp_path: Path, cache_dir: Path) -> None:
+    spec = _spec(tmp_path, "this-package-does-not-exist-liteport==0.0.1\n")
+    runtime = VenvRuntime(cache_dir)
+    with pytest.raises(EnvironmentBuildError, match="could not install the lock"):
+        runtime.ensure(spec, lambda m: None)
+    assert runtime.status(spec) == "missing"
+    assert [p.name for p in (cache_dir / "envs").iterdir()] == [".locks"]
+
+
+def test_interpreter_override_must_be_a_working_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    find_python.cache_clear()
+    monkeypatch.setenv("LITEPORT_PYTHON_3_11", "/nonexistent/python")
+    with pytest.raises(EnvironmentBuildError, match="LITEPORT_PYTHON_3_11=/nonexistent/python"):
+        find_python("3.11")
+    monkeypatch.setenv("LITEPORT_PYTHON_3_11", sys.executable)
+    find_python.cache_clear()
+    assert find_python("3.11") == sys.executable
+    find_python.cache_clear()
+
+
+def test_missing_interpreter_says_how_to_get_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    find_python.cache_clear()
+    with pytest.raises(EnvironmentBuildError, match="LITEPORT_PYTHON_2_1"):
+        find_python("2.1")
+    find_python.cache_clear()
