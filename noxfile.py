@@ -76,3 +76,10 @@ def demo(session: nox.Session) -> None:
             "-o",
             os.path.join(out, f"mobilenet_v2-{mode}.tflite"),
         )
+
+
+@nox.session(default=False)
+def survey(session: nox.Session) -> None:
+    """Zoo × environments × modes through the real pipeline: metrics, ops, latency, conversion time."""
+    _install(session)
+    session.run("python", "tests/bench/zoo_survey.py", *session.posargs)

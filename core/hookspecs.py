@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import pluggy
+
 from liteport.types import BackendInfo, Job, QuantizerInfo, Result, ValidatorInfo
 
 PROJECT = "liteport"

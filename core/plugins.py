@@ -13,6 +13,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Callable, TypeVar, cast
 
 import pluggy
+
 from liteport import hookspecs
 from liteport.errors import PluginError
 from liteport.types import BackendInfo, EnvironmentSpec, Job, QuantizerInfo, Result, ValidatorInfo, evolve

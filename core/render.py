@@ -62,10 +62,9 @@ def verdict_rows(attempt: Attempt) -> list[tuple[str, str]]:
                 + f", custom/Flex {f.get('custom_ops', 0)}, total {sum(ops.values())}",
             )
         )
-    if f.get("input_dtypes"):
-        rows.append(
-            ("I/O dtypes", f"{', '.join(f['input_dtypes'])} → {', '.join(f.get('output_dtypes', []))}")
-        )
+    if f.get("inputs") and f.get("outputs"):
+        dtypes = [", ".join(str(t.get("dtype")) for t in f[side]) for side in ("inputs", "outputs")]
+        rows.append(("I/O dtypes", f"{dtypes[0]} -> {dtypes[1]}"))
     if "convert_s" in t:
         rows.append(("conversion time", f"{t['convert_s']:.1f} s"))
     if attempt.lock_hash:
@@ -76,9 +75,10 @@ def verdict_rows(attempt: Attempt) -> list[tuple[str, str]]:
 
 
 def print_attempt(attempt: Attempt, *, output: Path | None, verbose: bool) -> None:
-    from liteport.cli import stdout_console
     from rich.table import Table
     from rich.text import Text
+
+    from liteport.cli import stdout_console
 
     console = stdout_console()
     table = Table(show_header=False, title=f"{attempt.model}", title_justify="left")

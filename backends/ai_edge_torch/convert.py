@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from liteport.backends.ai_edge_torch import quantize
 from liteport.backends.ai_edge_torch.environments import PACKAGES, environment_for
 from liteport.backends.ai_edge_torch.failures import classify
@@ -53,6 +54,7 @@ def run(job: Job) -> Result:
         ]
 
     path = Path(job.workdir) / TFLITE
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         prepared = quantize.for_mode(package, job.mode, module, args, calibration, model)
         quantized_at = time.perf_counter()

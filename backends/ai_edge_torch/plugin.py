@@ -9,8 +9,9 @@ Environments (locks in ``locks/``, installed with ``pip install --no-deps -r``):
   no TensorFlow), ai-edge-quantizer 0.10, torchao 0.18.
 * ``ai-edge-torch-nightly``: ``ai_edge_torch`` 0.8.0.dev20260122, the last release built on
   tf-nightly (torch.export, odml_torch lowering, then TensorFlow's TFLiteConverter).
-  Importing it takes 7-11 s and loads torch_xla2, which breaks PT2E *QAT* capture in the
-  same process; PT2E post-training quantization (what this backend does) works after it.
+  Importing it takes 5-11 s and loads torch_xla2, whose "jax" device claims to be an
+  available accelerator and makes every dynamo trace in the process fail (strict
+  torch.export, PT2E QAT capture); the PT2E capture below hides that device while it runs.
 
 Modes (the same recipe in both environments):
 
@@ -25,6 +26,10 @@ Modes (the same recipe in both environments):
   per-tensor affine int8 activations from histogram observers run over the calibration set
   (``job.options["calibration"]``: ``.npz`` with ``input_<i>`` of shape (C, *example_shape)).
   The converter folds the input QUANTIZE / output DEQUANTIZE, so the model's I/O is int8.
+  The graph is captured with strict (dynamo) torch.export, because only that records the
+  source functions the quantizer's ``add`` annotator matches: from a non-strict capture every
+  residual ADD stays float (22 extra QUANTIZE/DEQUANTIZE on MobileNetV2); non-strict is the
+  fallback when dynamo cannot trace the model.
   ``prepare_pt2e``/``convert_pt2e`` come from ``torchao.quantization.pt2e`` in both
   environments (litert-torch 0.10 no longer uses ``torch.ao``; the nightly's quantizer also
   builds on torchao).

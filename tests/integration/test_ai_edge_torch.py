@@ -54,7 +54,9 @@ def test_channels_last_removes_the_input_transpose(engine: Engine) -> None:
 def test_cli_json_document() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "liteport", "convert", "zoo:tiny_cnn", "--quant", "dynamic", "--json"],
-        capture_output=True, text=True, timeout=1800,
+        capture_output=True,
+        text=True,
+        timeout=1800,
     )
     doc = json.loads(out.stdout)
     assert out.returncode == 0, out.stderr

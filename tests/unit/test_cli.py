@@ -120,3 +120,18 @@ def test_verbose_shows_the_traceback(models_file: Path, cache_dir: Path) -> None
     out = _convert(f"{models_file}:raises", "--verbose")
     assert out.returncode == 2
     assert "Traceback" in out.stdout + out.stderr
+
+
+def test_backends_shows_a_broken_plugin_with_its_traceback(broken_plugins: Path) -> None:
+    out = _liteport("backends")
+    assert out.returncode == 0, out.stderr
+    assert "ai-edge-torch" in out.stdout
+    assert "plugin 'broken' (liteport-broken) failed to load" in out.stdout
+    assert "Traceback" in out.stdout and "needs a package that is not installed" in out.stdout
+
+
+def test_strict_plugins_makes_a_broken_plugin_fatal(broken_plugins: Path) -> None:
+    out = _liteport("backends", "--strict-plugins")
+    assert out.returncode == 1
+    assert "plugin 'broken' from liteport-broken failed to load" in out.stderr
+    assert "Traceback" not in out.stderr

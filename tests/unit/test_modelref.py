@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from liteport import workfiles
 from liteport.errors import BadInput
 from liteport.modelref import load_input_samples, load_model, model_hash, parse_ref

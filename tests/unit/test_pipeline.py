@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from liteport.pipeline import Engine
 from liteport.plugins import PluginManager
 from liteport.runtimes.local import LocalRuntime

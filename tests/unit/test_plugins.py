@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from liteport.errors import PluginError
 from liteport.hookspecs import hookimpl
 from liteport.plugins import PluginManager, get_plugin_manager

@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+
 from liteport.errors import UsageError
 from liteport.thresholds import Thresholds, default_thresholds, judge, parse_overrides
 from liteport.types import MODES
@@ -16,7 +17,7 @@ def test_defaults_cover_every_mode() -> None:
         assert isinstance(default_thresholds(mode), Thresholds)
     fp32 = default_thresholds("fp32")
     assert fp32.min_cosine == 0.9999 and fp32.max_abs_rel == 1e-4 and fp32.min_sqnr_db is None
-    assert default_thresholds("fp16") == Thresholds(min_cosine=0.999)
+    assert default_thresholds("fp16") == Thresholds(min_cosine=0.999, min_sqnr_db=30.0)
     assert default_thresholds("int8").min_sqnr_db == 10.0
     assert default_thresholds("qat") == default_thresholds("int8")
     with pytest.raises(UsageError, match="unknown mode 'int4'"):

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from liteport.errors import EnvironmentBuildError
 from liteport.interpreters import find_python
 from liteport.runtimes.base import WorkerSession, lock_hash

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from liteport import zoo
 from liteport.errors import BadInput
 from liteport.modelref import load_model
