@@ -80,6 +80,6 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def survey(session: nox.Session) -> None:
-    """Zoo × environments × modes through the real pipeline: metrics, ops, latency, conversion time."""
+    """Zoo models x environments x modes through the real pipeline: metrics, ops, latency, conversion time."""
     _install(session)
     session.run("python", "tests/bench/zoo_survey.py", *session.posargs)
