@@ -91,7 +91,7 @@ class Engine:
     # -- stages ----------------------------------------------------------------------------
 
     def run_dir(self, model: ModelSpec) -> Path:
-        from liteport.modelref import model_hash  # torch-free
+        from liteport.modelref import model_hash, parse_ref  # torch-free
 
         inputs = [
             model_hash(model),
@@ -101,7 +101,8 @@ class Engine:
             model.validation_size,
         ]
         key = hashlib.sha256(json.dumps(inputs).encode()).hexdigest()[:12]
-        slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in model.ref.split(":")[-1])[:40]
+        name = parse_ref(model.ref).name.replace(":", "-")
+        slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40]
         return self.work_root / "runs" / f"{slug}-{key}"
 
     def reference(self, model: ModelSpec) -> Result:

@@ -22,6 +22,7 @@ _LOWERING_FILES = ("litert_torch/backend/export.py", "ai_edge_torch/odml_torch/e
 _EXPORT_PARTS = ("torch/export/_trace.py", "torch/_export/", "torch/_dynamo/")
 _QUANTIZER_PARTS = ("ai_edge_quantizer/", "torchao/quantization/")
 _MAX_MESSAGE = 240
+_UNSUPPORTED_HINT = "replace that op in the model, or try another backend or environment"
 
 
 def classify(exc: BaseException, model: str) -> LiteportError:
@@ -30,8 +31,8 @@ def classify(exc: BaseException, model: str) -> LiteportError:
     op = _op_being_lowered(exc.__traceback__)
     if op is not None:
         if "Lowering not found" in str(exc):
-            return UnsupportedOp(f"{model}: {op} has no lowering in this converter")
-        return UnsupportedOp(f"{model}: lowering {op} failed: {summary}")
+            return UnsupportedOp(f"{model}: {op} has no lowering in this converter", hint=_UNSUPPORTED_HINT)
+        return UnsupportedOp(f"{model}: lowering {op} failed: {summary}", hint=_UNSUPPORTED_HINT)
     files = _traceback_files(exc.__traceback__)
     if any(part in f for f in files for part in _EXPORT_PARTS):
         return ExportError(f"{model}: torch.export failed: {summary}")

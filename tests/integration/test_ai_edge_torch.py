@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +67,42 @@ def test_cli_json_document() -> None:
         assert key in doc["metrics"]
     assert doc["versions"]["litert-torch"] == "0.10.0"
     assert "transpose_ops" in doc["facts"] and "latency_ms" in doc["facts"]
+
+
+UNSUPPORTED = """
+import torch
+from torch import nn
+
+
+class Dedup(nn.Module):
+    def forward(self, x):
+        return torch.unique(x.round()).float().sum().reshape(1) + x.mean()
+
+
+def build():
+    return Dedup(), (torch.randn(1, 16),)
+"""
+
+
+def test_unsupported_op_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    model = tmp_path / "dedup.py"
+    model.write_text(UNSUPPORTED)
+    out = subprocess.run(
+        [sys.executable, "-m", "liteport", "convert", f"{model}:build", "--quant", "fp32", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert out.returncode == 1, out.stdout + out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["status"] == "failed"
+    assert doc["error"]["kind"] == "unsupported_op"
+    assert "unique" in doc["error"]["message"] and "\n" not in doc["error"]["message"]
+    table = subprocess.run(
+        [sys.executable, "-m", "liteport", "convert", f"{model}:build", "--quant", "fp32"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert table.returncode == 1
+    assert "unsupported_op" in table.stdout and "Traceback" not in table.stdout + table.stderr

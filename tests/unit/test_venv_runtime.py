@@ -68,6 +68,10 @@ def test_build_reuse_and_rebuild_on_lock_change(tmp_path: Path, cache_dir: Path,
     assert newer.location != handle.location
     assert json.loads((Path(newer.location) / MARKER).read_text())["lock_hash"] == lock_hash(spec)
 
+    # remove takes every build of the environment, current and stale
+    assert sorted(runtime.remove(spec)) == sorted([path, Path(newer.location)])
+    assert runtime.status(spec) == "missing"
+
 
 def test_two_processes_building_one_environment(tmp_path: Path, cache_dir: Path) -> None:
     spec = _spec(tmp_path, "pluggy==1.6.0\nsix==1.17.0\n")
