@@ -28,6 +28,9 @@ from liteport.types import BackendInfo, EnvironmentSpec, ErrorInfo, Job, ModelSp
 Progress = Callable[[str], None]
 
 
+DEFAULT_OPSET = 13  # onnx-tf cannot run the dynamo exporter's opset 18 / IR 10 (DESIGN.md)
+
+
 @dataclass(frozen=True)
 class StageTimeouts:
     reference: float = 900.0
@@ -124,6 +127,28 @@ class Engine:
             done.write_text(json.dumps(result.to_dict(), indent=2), encoding="utf-8")
         return result
 
+    def export_onnx(self, model: ModelSpec, opset: int) -> Result:
+        """The model as ONNX (legacy exporter), exported once per run and reused by every backend."""
+        run_dir = self.run_dir(model)
+        done = run_dir / f"export-opset{opset}.result.json"
+        if done.exists():
+            return Result.from_dict(json.loads(done.read_text(encoding="utf-8")))
+        job = Job(
+            kind="export",
+            id=_job_id(),
+            workdir=str(run_dir),
+            model=model,
+            environment=REFERENCE_ENV.name,
+            options={"opset": opset},
+        )
+        self.progress(f"export ONNX opset {opset} ({REFERENCE_ENV.name})")
+        result = self.run(
+            REFERENCE_ENV, job, timeout=self.timeouts.reference, log=run_dir / f"export-opset{opset}.log"
+        )
+        if result.ok:
+            done.write_text(json.dumps(result.to_dict(), indent=2), encoding="utf-8")
+        return result
+
     def attempt(
         self,
         model: ModelSpec,
@@ -144,14 +169,15 @@ class Engine:
             runtime=self.runtime.name,
             options=options,
         )
-        if mode not in backend.modes:
+        if not environment.offers(mode, backend.modes):
+            offered = [m for m in backend.modes if environment.offers(m, backend.modes)]
             return _replace(
                 base,
                 status="unsupported",
                 error=ErrorInfo(
                     kind="unsupported",
-                    message=f"{backend.name} does not offer mode {mode} "
-                    f"(it offers {', '.join(backend.modes)})",
+                    message=f"{backend.name} in {environment.name} does not offer mode {mode} "
+                    f"(it offers {', '.join(offered)})",
                 ),
             )
         started = time.perf_counter()
@@ -191,6 +217,15 @@ class Engine:
     ) -> Attempt:
         workdir = Path(base.workdir or "")
         mode = base.mode
+        stage_inputs = {
+            "reference": reference.artifacts["reference"],
+            "calibration": reference.artifacts["calibration"],
+        }
+        if backend.needs == "onnx":
+            exported = self.export_onnx(model, int(options.get("opset", DEFAULT_OPSET)))
+            if not exported.ok:
+                return _from_stage(base, exported, "export")
+            stage_inputs["onnx"] = exported.artifacts["onnx"]
 
         convert_job = Job(
             kind="convert",
@@ -200,11 +235,7 @@ class Engine:
             mode=mode,
             backend=backend.name,
             environment=environment.name,
-            options={
-                **options,
-                "reference": reference.artifacts["reference"],
-                "calibration": reference.artifacts["calibration"],
-            },
+            options={**options, **stage_inputs},
         )
         self.progress(f"convert with {backend.name} in {environment.name} ({mode})")
         converted = self.run(
@@ -219,6 +250,35 @@ class Engine:
         )
         if not converted.ok:
             return _from_stage(attempt, converted, "convert")
+        if "tflite" not in converted.artifacts and backend.quantizer:
+            quantize_job = evolve(
+                convert_job,
+                kind="quantize",
+                id=_job_id(),
+                quantizer=backend.quantizer,
+                options={**convert_job.options, **converted.artifacts, "facts": dict(converted.facts)},
+            )
+            self.progress(f"quantize with {backend.quantizer} in {environment.name} ({mode})")
+            quantized = self.run(
+                environment, quantize_job, timeout=self.timeouts.convert, log=workdir / "quantize.log"
+            )
+            attempt = _replace(
+                attempt,
+                facts={**attempt.facts, **quantized.facts},
+                timings={**attempt.timings, **quantized.timings},
+            )
+            if not quantized.ok:
+                return _from_stage(attempt, quantized, "quantize")
+            converted = quantized.replace(facts={**converted.facts, **quantized.facts})
+        if "tflite" not in converted.artifacts:
+            return _from_stage(
+                attempt,
+                converted.replace(
+                    status="failed",
+                    error=ErrorInfo(kind="converter_error", message=f"{backend.name} returned no .tflite"),
+                ),
+                "convert",
+            )
         tflite = converted.artifacts["tflite"]
         attempt = _replace(attempt, tflite=tflite)
 

@@ -74,7 +74,11 @@ class EnvironmentSpec:
     lock: str  # absolute path of the lock file (exact == pins)
     no_deps: bool = True  # locks are complete: install exactly them, nothing resolved
     key_packages: tuple[str, ...] = ()  # versions worth showing in results
+    modes: tuple[str, ...] = ()  # modes this environment can do; empty: all of its backend's
     description: str = ""
+
+    def offers(self, mode: str, backend_modes: tuple[str, ...]) -> bool:
+        return mode in backend_modes and (not self.modes or mode in self.modes)
 
 
 @record
@@ -87,6 +91,9 @@ class BackendInfo:
     modes: tuple[str, ...]
     needs: str = "torch"  # "torch" | "onnx" | "qat"
     layouts: tuple[str, ...] = ("NCHW",)  # input layouts it can emit; first is the default
+    # When set, the convert stage may return artifacts["saved_model"] instead of a .tflite and
+    # this quantizer (a liteport_quantize plugin, run in the same environment) makes the .tflite.
+    quantizer: str | None = None
     description: str = ""
     provider: str = ""  # filled by the plugin manager: the plugin that registered it
 

@@ -26,6 +26,7 @@ from liteport.types import ErrorInfo, Job, Result, failure
 # What an unexpected exception in each stage is called when no plugin classified it.
 _STAGE_ERROR_KIND = {
     "reference": "bad_input",
+    "export": "export_error",
     "convert": "converter_error",
     "quantize": "quantizer_error",
     "validate": "validator_error",
@@ -91,6 +92,10 @@ def _dispatch(pm: PluginManager, job: Job) -> Result:
         from liteport.reference import run_reference  # imports torch lazily
 
         return run_reference(job)
+    if job.kind == "export":
+        from liteport.onnx_export import run_export  # imports torch and onnx lazily
+
+        return run_export(job)
     hook = {"convert": pm.convert, "quantize": pm.quantize, "validate": pm.validate}.get(job.kind)
     if hook is None:
         return failure(job, "worker_error", f"unknown job kind {job.kind!r}")

@@ -1,0 +1,1 @@
+"""onnx-tf backend: PyTorch -> ONNX -> onnx-tf -> SavedModel -> TFLiteConverter."""

@@ -1,0 +1,1 @@
+"""QAT transplant backend: PyTorch eager QAT scales and zero points carried into int8 TFLite."""

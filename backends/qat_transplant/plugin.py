@@ -1,0 +1,1 @@
+"""Plugin module of the QAT transplant backend (hooks are added by the QAT work)."""

@@ -1,0 +1,1 @@
+"""tflite-ptq quantizer: TFLiteConverter post-training quantization of a SavedModel."""
