@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
 
 import nox
 
@@ -83,3 +84,47 @@ def survey(session: nox.Session) -> None:
     """Zoo models x environments x modes through the real pipeline: metrics, ops, latency, conversion time."""
     _install(session)
     session.run("python", "tests/bench/zoo_survey.py", *session.posargs)
+
+
+# Backend environments, read from the lock files so `nox -l` needs no import of liteport.
+BACKEND_ENVS = sorted(os.path.basename(p)[: -len(".txt")] for p in glob.glob("backends/*/locks/*.txt"))
+MATRIX_DIR = "liteport-matrix"
+
+
+@nox.session(default=False, tags=["matrix"])
+@nox.parametrize("environment", BACKEND_ENVS, ids=BACKEND_ENVS)
+def matrix_env(session: nox.Session, environment: str) -> None:
+    """Build one backend environment and run its matrix cells (one CI job each)."""
+    _install(session)
+    session.run("liteport", "env", "build", environment)
+    out = os.path.join(MATRIX_DIR, environment)
+    session.run("liteport", "matrix", "--envs", environment, "--resume", "-o", out, *session.posargs)
+
+
+@nox.session(default=False)
+def matrix(session: nox.Session) -> None:
+    """The whole matrix: zoo models x every backend environment x fp32/fp16/dynamic/int8."""
+    _install(session)
+    session.run("liteport", "matrix", "--resume", "-o", os.path.join(MATRIX_DIR, "all"), *session.posargs)
+
+
+@nox.session(default=False)
+def report(session: nox.Session) -> None:
+    """Merge every matrix journal under liteport-matrix/ into one report."""
+    _install(session)
+    journals = sorted(glob.glob(os.path.join(MATRIX_DIR, "*", "journal.jsonl")))
+    if not journals:
+        session.error(f"no journals under {MATRIX_DIR}/: run `nox -t matrix` or `nox -s matrix` first")
+    session.run("liteport", "report", *journals, "-o", os.path.join(MATRIX_DIR, "report"))
+
+
+@nox.session
+def browser(session: nox.Session) -> None:
+    """matrix.html in headless Chromium (installs Debian's chromium when missing and root)."""
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        if os.geteuid() != 0:
+            session.error("chromium is missing: install Debian's `chromium` package (apt-get install chromium)")
+        session.run("apt-get", "update", "-q", external=True)
+        session.run("apt-get", "install", "-y", "-q", "chromium", external=True)
+    _install(session, "test")
+    session.run("pytest", "tests/browser", "-q", *session.posargs)

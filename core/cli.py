@@ -86,8 +86,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--quant", default="fp32", metavar="MODE", help=f"one of {', '.join(MODES)} (default fp32)"
     )
-    p.add_argument("--backend", help="backend to use (default: the first that offers the mode)")
-    p.add_argument("--env", dest="environment", help="environment of the backend (default: its first)")
+    p.add_argument("--backend", help="use only this backend (default: the fallback chain)")
+    p.add_argument("--env", dest="environment", help="use only this environment")
+    p.add_argument(
+        "--chain",
+        help="backends/environments to try in order, e.g. ai-edge-torch,onnx-tf-tf2.15 "
+        "(default: [tool.liteport] chain in pyproject.toml or liteport.toml, else built-in order)",
+    )
+    p.add_argument(
+        "--pick",
+        default="first",
+        choices=("first", "fastest", "smallest", "most-accurate"),
+        help="first valid attempt (default), or run all and keep the best valid one by this measure",
+    )
     p.add_argument("--runtime", default="venv", help="venv (default) or local")
     p.add_argument("-o", "--output", type=Path, help="where to write the .tflite")
     p.add_argument("--weights", help="state_dict file loaded with weights_only=True")
@@ -109,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", type=Path, help="where work files go (default: the cache)")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of a table")
     p.set_defaults(func=cmd_convert)
+
+    from liteport.matrix_cli import add_parsers
+
+    add_parsers(sub, common)
     return parser
 
 
@@ -280,21 +295,32 @@ def cmd_env_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
+    from liteport.chain import configured_chain, default_candidates, resolve, run_chain
     from liteport.pipeline import Engine, StageTimeouts
-    from liteport.render import print_attempt
+    from liteport.render import print_attempt, print_attempts
     from liteport.runtimes import get_runtime
     from liteport.thresholds import default_thresholds
 
     if args.quant not in MODES:
         raise UsageError(f"unknown mode {args.quant!r}", hint=f"choose one of: {', '.join(MODES)}")
     pm = _plugins(args)
-    backend, environment = _choose_backend(pm.backends(), args.backend, args.environment, args.quant)
+    backends = pm.backends()
+    if args.chain and (args.backend or args.environment):
+        raise UsageError("--chain cannot be combined with --backend/--env", hint="put them in the chain")
+    if args.backend or args.environment:
+        candidates = [_choose_backend(backends, args.backend, args.environment, args.quant)]
+    elif args.chain:
+        candidates = resolve(backends, [item.strip() for item in args.chain.split(",") if item.strip()])
+    else:
+        configured = configured_chain(Path.cwd())
+        candidates = resolve(backends, configured) if configured else default_candidates(backends, args.quant)
+    if not candidates:
+        raise UsageError(f"no installed backend offers mode {args.quant}", hint="see `liteport backends`")
     thresholds = default_thresholds(args.quant).updated(",".join(args.threshold)).to_dict()
     runtime = get_runtime(args.runtime)
     model = ModelSpec(ref=args.model, weights=args.weights, inputs=args.inputs, seed=args.seed)
     _check_input_files(model)
     console = _console()
-    work_root = args.workdir or _default_work_root()
     options = {"channels_last": True} if args.channels_last else {}
 
     with (
@@ -302,33 +328,36 @@ def cmd_convert(args: argparse.Namespace) -> int:
         Engine(
             pm=pm,
             runtime=runtime,
-            work_root=work_root,
+            work_root=args.workdir or _default_work_root(),
             cwd=str(Path.cwd()),
             progress=_progress_printer(console, status),
             timeouts=StageTimeouts(convert=args.timeout),
         ) as engine,
     ):
-        attempt = engine.attempt(
-            model, backend, environment, args.quant, options=options, thresholds=thresholds
+        outcome = run_chain(
+            engine, model, candidates, args.quant, pick=args.pick, options=options, thresholds=thresholds
         )
 
-    if attempt.ok and args.output and attempt.tflite:
+    chosen = outcome.chosen
+    shown = chosen or outcome.attempts[-1]
+    if chosen and args.output and chosen.tflite:
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(attempt.tflite, args.output)
-    bad_input = attempt.error is not None and attempt.error.kind == "bad_input"
+        shutil.copyfile(chosen.tflite, args.output)
+    bad_input = next((a.error for a in outcome.attempts if a.error and a.error.kind == "bad_input"), None)
     if bad_input and not args.json:
-        assert attempt.error is not None
-        if args.verbose and attempt.error.detail:
-            print(attempt.error.detail, file=sys.stderr)
-        print(f"liteport: error: {attempt.error.message}", file=sys.stderr)
+        if args.verbose and bad_input.detail:
+            print(bad_input.detail, file=sys.stderr)
+        print(f"liteport: error: {bad_input.message}", file=sys.stderr)
         return EXIT_USAGE
     if args.json:
-        doc = attempt.to_dict()
-        doc["output"] = str(args.output) if attempt.ok and args.output else None
+        doc = {**shown.to_dict(), **outcome.to_dict()}
+        doc["output"] = str(args.output) if chosen and args.output else None
         print(json.dumps(doc, indent=2, default=str))
     else:
-        print_attempt(attempt, output=args.output if attempt.ok else None, verbose=args.verbose)
-    if attempt.ok:
+        if len(outcome.attempts) > 1:
+            print_attempts(outcome.attempts, chosen, pick=outcome.pick)
+        print_attempt(shown, output=args.output if chosen else None, verbose=args.verbose)
+    if chosen:
         return EXIT_OK
     return EXIT_USAGE if bad_input else EXIT_FAILED
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -48,8 +49,13 @@ class Engine:
     progress: Progress = lambda message: None
     timeouts: StageTimeouts = field(default_factory=StageTimeouts)
     cwd: str | None = None
+    workers_per_env: int = 1  # a matrix with --jobs N may keep up to N warm workers per environment
+    closed: bool = False  # set by close(): results that arrive afterwards come from killed workers
     _handles: dict[str, EnvironmentHandle | Result] = field(default_factory=dict)
-    _sessions: dict[str, WorkerSession] = field(default_factory=dict)
+    _pools: dict[str, list[WorkerSession]] = field(default_factory=dict)
+    _idle: dict[str, list[WorkerSession]] = field(default_factory=dict)
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+    _key_locks: dict[str, threading.Lock] = field(default_factory=dict)
 
     def __enter__(self) -> Engine:
         return self
@@ -58,37 +64,71 @@ class Engine:
         self.close()
 
     def close(self) -> None:
-        for session in self._sessions.values():
-            session.close()
-        self._sessions.clear()
+        """Stop every worker, busy ones included (their jobs end as crashed and are discarded)."""
+        with self._cond:
+            self.closed = True
+            sessions = [s for pool in self._pools.values() for s in pool]
+            self._pools.clear()
+            self._idle.clear()
+            self._cond.notify_all()
+        for session in sessions:
+            session.close(kill=True)
+
+    def _key_lock(self, key: str) -> threading.Lock:
+        with self._cond:
+            return self._key_locks.setdefault(key, threading.Lock())
+
+    def _checkout(self, handle: EnvironmentHandle) -> WorkerSession:
+        name = handle.spec.name
+        with self._cond:
+            while True:
+                if self.closed:
+                    raise KeyboardInterrupt
+                idle = self._idle.setdefault(name, [])
+                if idle:
+                    return idle.pop()
+                pool = self._pools.setdefault(name, [])
+                if len(pool) < self.workers_per_env:
+                    log = self.work_root / "logs" / f"worker-{name}-{len(pool)}.log"
+                    session = WorkerSession(handle, cwd=self.cwd, stderr_log=log)
+                    pool.append(session)
+                    return session
+                self._cond.wait()
+
+    def _checkin(self, handle: EnvironmentHandle, session: WorkerSession) -> None:
+        with self._cond:
+            if not self.closed:
+                self._idle.setdefault(handle.spec.name, []).append(session)
+            self._cond.notify_all()
 
     # -- environments and workers ----------------------------------------------------------
 
     def handle(self, spec: EnvironmentSpec) -> EnvironmentHandle | Result:
         """The built environment, or an env_error Result saying why it could not be built."""
-        if spec.name not in self._handles:
-            try:
-                self._handles[spec.name] = self.runtime.ensure(spec, self.progress)
-            except LiteportError as exc:
-                self._handles[spec.name] = Result(
-                    status="env_error",
-                    environment=spec.name,
-                    error=ErrorInfo(kind="env_error", message=f"environment {spec.name}: {exc}"),
-                )
-        return self._handles[spec.name]
+        with self._key_lock(f"env:{spec.name}"):
+            if spec.name not in self._handles:
+                try:
+                    self._handles[spec.name] = self.runtime.ensure(spec, self.progress)
+                except LiteportError as exc:
+                    self._handles[spec.name] = Result(
+                        status="env_error",
+                        environment=spec.name,
+                        error=ErrorInfo(kind="env_error", message=f"environment {spec.name}: {exc}"),
+                    )
+            return self._handles[spec.name]
 
     def run(self, spec: EnvironmentSpec, job: Job, *, timeout: float, log: Path) -> Result:
         handle = self.handle(spec)
         if isinstance(handle, Result):
             return handle.replace(job_id=job.id, kind=job.kind)
-        session = self._sessions.get(spec.name)
-        if session is None:
-            session = WorkerSession(
-                handle, cwd=self.cwd, stderr_log=self.work_root / "logs" / f"worker-{spec.name}.log"
-            )
-            self._sessions[spec.name] = session
         job = _with_options(job, key_packages=list(spec.key_packages))
-        result = session.run(job, timeout=timeout, log=log)
+        session = self._checkout(handle)
+        try:
+            result = session.run(job, timeout=timeout, log=log)
+        finally:
+            self._checkin(handle, session)
+        if self.closed:
+            raise KeyboardInterrupt  # the worker was killed under us: this result is not real
         return stamp(handle, result.replace(log=str(log)))
 
     # -- stages ----------------------------------------------------------------------------
@@ -114,6 +154,10 @@ class Engine:
             run_dir = self.run_dir(model)
         except LiteportError as exc:
             return Result(status="failed", kind="reference", error=ErrorInfo(kind=exc.kind, message=str(exc)))
+        with self._key_lock(f"reference:{run_dir}"):
+            return self._reference(model, run_dir)
+
+    def _reference(self, model: ModelSpec, run_dir: Path) -> Result:
         done = run_dir / "reference.result.json"
         if done.exists():
             return Result.from_dict(json.loads(done.read_text(encoding="utf-8")))
@@ -130,6 +174,10 @@ class Engine:
     def export_onnx(self, model: ModelSpec, opset: int) -> Result:
         """The model as ONNX (legacy exporter), exported once per run and reused by every backend."""
         run_dir = self.run_dir(model)
+        with self._key_lock(f"export:{run_dir}:{opset}"):
+            return self._export_onnx(model, opset, run_dir)
+
+    def _export_onnx(self, model: ModelSpec, opset: int, run_dir: Path) -> Result:
         done = run_dir / f"export-opset{opset}.result.json"
         if done.exists():
             return Result.from_dict(json.loads(done.read_text(encoding="utf-8")))

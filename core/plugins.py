@@ -60,7 +60,10 @@ class PluginManager:
     # -- loading ---------------------------------------------------------------------------
 
     def load_entry_points(self) -> PluginManager:
+        disabled = {n.strip() for n in os.environ.get("LITEPORT_DISABLE_PLUGINS", "").split(",") if n.strip()}
         for ep in _liteport_entry_points():
+            if ep.name in disabled:
+                continue  # blocked by the user: neither loaded nor reported as broken
             dist_name, dist_version = _distribution_of(ep)
             try:
                 self.register(ep.load(), name=ep.name, distribution=dist_name, version=dist_version)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,12 @@ def fmt(value: Any, spec: str = ".4g") -> str:
     if isinstance(value, float):
         return format(value, spec)
     return str(value)
+
+
+def human_size(size: Any) -> str:
+    if not isinstance(size, (int, float)):
+        return "-"
+    return f"{size / 1e6:.2f} MB" if size >= 1e6 else f"{size / 1e3:.1f} kB"
 
 
 def verdict_rows(attempt: Attempt) -> list[tuple[str, str]]:
@@ -51,9 +57,9 @@ def verdict_rows(attempt: Attempt) -> list[tuple[str, str]]:
             ("top-1 agreement", fmt(m.get("top1"), ".3f")),
         ]
     if "size_bytes" in f:
-        rows.append(("size", f"{f['size_bytes'] / 1e6:.2f} MB"))
+        rows.append(("size", human_size(f["size_bytes"])))
     if "latency_ms" in f:
-        rows.append(("latency", f"{fmt(f.get('latency_ms'), '.2f')} ms median, 1 thread"))
+        rows.append(("latency", f"{fmt(f.get('latency_ms'), '.3g')} ms median, 1 thread"))
     if ops:
         rows.append(
             (
@@ -94,3 +100,41 @@ def print_attempt(attempt: Attempt, *, output: Path | None, verbose: bool) -> No
         console.print(f"log: {attempt.error.log}", markup=False)
     if verbose and attempt.error and attempt.error.detail:
         console.print(attempt.error.detail, markup=False)
+
+
+def print_attempts(attempts: Sequence[Attempt], chosen: Attempt | None, *, pick: str) -> None:
+    """The attempts table of a fallback chain: every candidate, its status, cause and figures."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from liteport.cli import stdout_console
+
+    table = Table(title=f"attempts (pick: {pick})", title_justify="left")
+    for column in (
+        "",
+        "backend",
+        "environment",
+        "status",
+        "cosine",
+        "SQNR dB",
+        "latency ms",
+        "size",
+        "time s",
+        "cause",
+    ):
+        table.add_column(column)
+    for attempt in attempts:
+        m, f, t = attempt.metrics, attempt.facts, attempt.timings
+        table.add_row(
+            "→" if attempt is chosen else "",
+            attempt.backend,
+            attempt.environment,
+            Text(attempt.status, style=STATUS_STYLE.get(attempt.status, "")),
+            fmt(m.get("cosine"), ".5f"),
+            fmt(m.get("sqnr_db"), ".1f"),
+            fmt(f.get("latency_ms"), ".3g"),
+            human_size(f.get("size_bytes")),
+            fmt(t.get("total_s"), ".1f"),
+            Text(attempt.cause),
+        )
+    stdout_console().print(table)

@@ -93,11 +93,15 @@ class WorkerSession:
             )
         self.ready_info = message
 
-    def close(self) -> None:
+    def close(self, *, kill: bool = False) -> None:
+        """End the worker: politely (stdin closed) or, with ``kill``, at once."""
         proc = self._proc
         if proc is None:
             return
         self._proc = None
+        if kill:
+            _kill_group(proc)
+            return
         if proc.stdin:
             with contextlib.suppress(OSError):
                 proc.stdin.close()

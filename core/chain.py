@@ -1,0 +1,143 @@
+"""The fallback chain: try (backend, environment) candidates in order, keep a valid model.
+
+``first`` stops at the first attempt that converts and passes every validator; ``fastest``,
+``smallest`` and ``most-accurate`` run every candidate and keep the best valid one.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from liteport.attempts import Attempt
+from liteport.errors import UsageError
+from liteport.pipeline import Engine
+from liteport.types import BackendInfo, EnvironmentSpec, ModelSpec
+
+PICKS = ("first", "fastest", "smallest", "most-accurate")
+# Built-in preference: the native PyTorch route first, then the ONNX routes, newest TF first.
+BUILTIN_ORDER = ("ai-edge-torch", "onnx-tf")
+Candidate = tuple[BackendInfo, EnvironmentSpec]
+
+
+@dataclass(frozen=True)
+class ChainOutcome:
+    attempts: list[Attempt]
+    chosen: Attempt | None
+    pick: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pick": self.pick,
+            "chosen": self.attempts.index(self.chosen) if self.chosen else None,
+            "attempts": [a.to_dict() for a in self.attempts],
+        }
+
+
+def configured_chain(cwd: Path) -> list[str] | None:
+    """``chain = [...]`` from ``[tool.liteport]`` in ./pyproject.toml, or from ./liteport.toml."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
+    for name, table in (("liteport.toml", ()), ("pyproject.toml", ("tool", "liteport"))):
+        path = cwd / name
+        if not path.is_file():
+            continue
+        try:
+            data: Any = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise UsageError(f"{path} is not valid TOML: {exc}") from None
+        for part in table:
+            data = data.get(part, {}) if isinstance(data, dict) else {}
+        chain = data.get("chain") if isinstance(data, dict) else None
+        if chain is not None:
+            if not isinstance(chain, list) or not all(isinstance(x, str) for x in chain):
+                raise UsageError(f"{path}: chain must be a list of backend or environment names")
+            return list(chain)
+    return None
+
+
+def resolve(backends: Mapping[str, BackendInfo], items: Sequence[str]) -> list[Candidate]:
+    """Chain items (backend, environment, or backend/environment) to candidates, in order."""
+    by_env = {e.name: (b, e) for b in backends.values() for e in b.environments}
+    out: list[Candidate] = []
+    for item in items:
+        if "/" in item:
+            backend_name, env_name = item.split("/", 1)
+            if (
+                backend_name not in backends
+                or env_name not in by_env
+                or by_env[env_name][0].name != backend_name
+            ):
+                raise UsageError(
+                    f"chain item {item!r} is not a backend/environment pair", hint="see `liteport backends`"
+                )
+            found = [by_env[env_name]]
+        elif item in backends:
+            found = [(backends[item], e) for e in backends[item].environments]
+        elif item in by_env:
+            found = [by_env[item]]
+        else:
+            raise UsageError(
+                f"unknown backend or environment {item!r} in the chain",
+                hint=f"backends: {', '.join(backends)}; environments: {', '.join(by_env)}",
+            )
+        out += [c for c in found if c not in out]
+    return out
+
+
+def default_candidates(backends: Mapping[str, BackendInfo], mode: str) -> list[Candidate]:
+    """Every candidate that offers ``mode``: built-in order first, then the rest by name."""
+    names = [n for n in BUILTIN_ORDER if n in backends] + sorted(
+        n for n in backends if n not in BUILTIN_ORDER
+    )
+    return [
+        (b, e) for b in (backends[n] for n in names) for e in _preferred_envs(b) if e.offers(mode, b.modes)
+    ]
+
+
+def _preferred_envs(backend: BackendInfo) -> list[EnvironmentSpec]:
+    if backend.name == "onnx-tf":  # newer TensorFlow first: faster models, fewer transposes
+        return sorted(backend.environments, key=lambda e: e.name, reverse=True)
+    return list(backend.environments)
+
+
+def run_chain(
+    engine: Engine,
+    model: ModelSpec,
+    candidates: Sequence[Candidate],
+    mode: str,
+    *,
+    pick: str = "first",
+    options: Mapping[str, Any] | None = None,
+    thresholds: Mapping[str, Any] | None = None,
+) -> ChainOutcome:
+    if pick not in PICKS:
+        raise UsageError(f"unknown --pick {pick!r}", hint=f"choose one of: {', '.join(PICKS)}")
+    attempts: list[Attempt] = []
+    for backend, env in candidates:
+        attempt = engine.attempt(model, backend, env, mode, options=options, thresholds=thresholds)
+        attempts.append(attempt)
+        if attempt.error is not None and attempt.error.kind == "bad_input":
+            break  # the model itself is unusable: no other backend can do better
+        if attempt.ok and pick == "first":
+            break
+    return ChainOutcome(attempts=attempts, chosen=choose(attempts, pick), pick=pick)
+
+
+def choose(attempts: Sequence[Attempt], pick: str) -> Attempt | None:
+    valid = [a for a in attempts if a.ok]
+    if not valid:
+        return None
+    if pick == "fastest":
+        return min(valid, key=lambda a: float(a.facts.get("latency_ms") or float("inf")))
+    if pick == "smallest":
+        return min(valid, key=lambda a: float(a.facts.get("size_bytes") or float("inf")))
+    if pick == "most-accurate":
+        return max(valid, key=lambda a: float(a.metrics.get("sqnr_db") or float("-inf")))
+    return valid[0]

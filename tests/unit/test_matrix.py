@@ -1,0 +1,161 @@
+"""The matrix with a fake backend: interrupt and resume, shards, journal, reports that agree."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from liteport.journal import Journal, merge
+from liteport.matrix import Cell, parse_shard, shard
+from liteport.reports import build
+
+MATRIX = [
+    "--models",
+    "zoo:tiny_cnn,zoo:lstm,zoo:attention_encoder",
+    "--backends",
+    "fake",
+    "--modes",
+    "fp32,int8",
+    "--runtime",
+    "local",
+    "--jobs",
+    "1",
+]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "LITEPORT_DISABLE_PLUGINS": "numeric", **extra}
+
+
+def _matrix(out: Path, *extra: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "liteport", "matrix", *MATRIX, "-o", str(out), *extra],
+        capture_output=True,
+        text=True,
+        env=_env(**env),
+        timeout=600,
+    )
+
+
+def _results(journal: Path) -> dict[str, tuple[str, str]]:
+    return {
+        e["key"]: (e["attempt"]["status"], (e["attempt"].get("error") or {}).get("kind", ""))
+        for e in merge([journal])
+    }
+
+
+@pytest.fixture
+def full_run(fake_plugins: Path, cache_dir: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "full"
+    done = _matrix(out)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_interrupted_matrix_resumes_without_redoing_a_cell(full_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "interrupted"
+    journal = out / "journal.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "liteport", "matrix", *MATRIX, "-o", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(LITEPORT_FAKE_SLEEP="1.5"),
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and (not journal.exists() or len(journal.read_text().splitlines()) < 3):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "--resume" in stderr
+    before = journal.read_text().splitlines()
+    assert 3 <= len(before) < 6
+
+    resumed = _matrix(out, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    after = journal.read_text().splitlines()
+    keys = [json.loads(line)["key"] for line in after]
+    assert len(keys) == len(set(keys)) == 6, "no cell was run twice"
+    assert after[: len(before)] == before
+    assert f"{6 - len(before)} cells run ({len(before)} already journaled)" in resumed.stderr
+    assert _results(journal) == _results(full_run / "journal.jsonl")
+
+
+def test_shards_merge_to_the_unsharded_report(full_run: Path, tmp_path: Path) -> None:
+    for k in (1, 2):
+        assert _matrix(tmp_path / f"shard{k}", "--shard", f"{k}/2").returncode == 0
+    journals = [tmp_path / f"shard{k}" / "journal.jsonl" for k in (1, 2)]
+    sizes = [len(j.read_text().splitlines()) for j in journals]
+    assert sizes == [3, 3]
+    merged = subprocess.run(
+        [sys.executable, "-m", "liteport", "report", *map(str, journals), "-o", str(tmp_path / "merged")],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
+    )
+    assert merged.returncode == 0, merged.stderr
+
+    def essence(doc: dict[str, Any]) -> list[tuple[str, ...]]:
+        return [
+            (c["key"], c["model"], c["backend"], c["environment"], c["mode"], c["status"], c["cause"])
+            for c in doc["cells"]
+        ]
+
+    whole = json.loads((full_run / "matrix.json").read_text())
+    sharded = json.loads((tmp_path / "merged" / "matrix.json").read_text())
+    assert essence(sharded) == essence(whole)
+    assert sharded["summary"] == whole["summary"] == {"cells": 6, "by_status": {"ok": 3, "invalid": 3}}
+
+
+def test_reports_agree_with_each_other(full_run: Path) -> None:
+    doc = json.loads((full_run / "matrix.json").read_text())
+    page = (full_run / "matrix.html").read_text()
+    markdown = (full_run / "matrix.md").read_text()
+    data = json.loads(
+        re.search(r'<script type="application/json" id="cells-data">(.*?)</script>', page, re.S).group(1)
+    )  # type: ignore[union-attr]
+    assert [(c["key"], c["status"]) for c in data] == [(c["key"], c["status"]) for c in doc["cells"]]
+    assert page.count('class="cell"') == len(doc["cells"])
+    for cell in doc["cells"]:
+        if cell["cause"]:
+            assert cell["cause"].replace("|", "\\|") in markdown
+    assert "6 cells" in markdown and "| zoo:lstm |" in markdown
+
+
+def test_existing_journal_needs_resume(full_run: Path) -> None:
+    again = _matrix(full_run)
+    assert again.returncode == 2
+    assert "--resume" in again.stderr
+
+
+def test_shards_are_deterministic_and_cover_everything() -> None:
+    cells = [Cell(model=f"m{i}", backend="b", environment="e", mode="fp32", key=f"{i:04x}") for i in range(7)]
+    parts = [shard(cells, k, 3) for k in (1, 2, 3)]
+    assert sorted(c.key for p in parts for c in p) == sorted(c.key for c in cells)
+    assert shard(list(reversed(cells)), 2, 3) == list(reversed(parts[1]))
+    assert parse_shard("2/3") == (2, 3)
+
+
+def test_journal_skips_a_torn_last_line(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.jsonl")
+    entry = {
+        "key": "k1",
+        "cell": {"model": "m", "backend": "b", "environment": "e", "mode": "fp32"},
+        "attempt": {"status": "ok"},
+    }
+    journal.append(entry)
+    with open(journal.path, "a") as out:
+        out.write('{"key": "k2", "cell"')
+    assert journal.keys() == {"k1"}
+    assert build(merge([journal.path]))["summary"] == {"cells": 1, "by_status": {"ok": 1}}
