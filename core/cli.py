@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON document")
     p.set_defaults(func=cmd_backends)
 
+    p = sub.add_parser("plugins", parents=[common], help="list plugins: distribution, hooks, status, errors")
+    p.add_argument("--json", action="store_true", help="print a JSON document")
+    p.set_defaults(func=cmd_plugins)
+
     p = sub.add_parser("zoo", parents=[common], help="the built-in model zoo")
     zoo_sub = p.add_subparsers(metavar="ACTION")
     z = zoo_sub.add_parser("list", parents=[common], help="list zoo models (use them as zoo:NAME)")
@@ -244,6 +248,70 @@ def cmd_backends(args: argparse.Namespace) -> int:
     for failure in pm.failures:
         console.print(f"\n[red]plugin {failure.name!r} ({failure.distribution or '?'}) failed to load:[/red]")
         console.print(failure.traceback, markup=False)
+    return EXIT_OK
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    pm = _plugins(args)
+    pm.backends(), pm.quantizers(), pm.validators()  # registration problems show up as failures too
+    rows = [
+        {
+            "name": e.name,
+            "distribution": e.distribution,
+            "version": e.version,
+            "hooks": list(e.hooks),
+            "status": "loaded",
+            "error": None,
+        }
+        for e in pm.entries
+    ]
+    for failure in pm.failures:
+        known = next((r for r in rows if r["name"] == failure.name), None)
+        if known is not None:
+            known.update(status="failed", error=failure.error)
+        else:
+            rows.append(
+                {
+                    "name": failure.name,
+                    "distribution": failure.distribution,
+                    "version": "",
+                    "hooks": [],
+                    "status": "failed",
+                    "error": failure.error,
+                }
+            )
+    rows += [
+        {
+            "name": n,
+            "distribution": "",
+            "version": "",
+            "hooks": [],
+            "status": "disabled",
+            "error": "LITEPORT_DISABLE_PLUGINS",
+        }
+        for n in pm.disabled
+    ]
+    if args.json:
+        print(json.dumps({"plugins": rows}, indent=2))
+        return EXIT_OK
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="liteport plugins", title_justify="left")
+    for column in ("plugin", "distribution", "version", "hooks", "status", "error"):
+        table.add_column(column)
+    style = {"loaded": "green", "failed": "red", "disabled": "dim"}
+    for row in rows:
+        hooks = ", ".join(h.removeprefix("liteport_") for h in row["hooks"])
+        table.add_row(
+            row["name"],
+            row["distribution"],
+            row["version"],
+            hooks,
+            Text(row["status"], style=style[row["status"]]),
+            Text(row["error"] or ""),
+        )
+    stdout_console().print(table)
     return EXIT_OK
 
 

@@ -51,19 +51,27 @@ class PluginManager:
     strict: bool = False
     failures: list[PluginFailure] = field(default_factory=list)
     entries: list[PluginEntry] = field(default_factory=list)
+    disabled: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._pm = pluggy.PluginManager(hookspecs.PROJECT)
         self._pm.add_hookspecs(hookspecs)
         self._distributions: dict[str, tuple[str, str]] = {}
+        self._collected: dict[str, dict[str, Any]] = {}
+        self._tracing = False
 
     # -- loading ---------------------------------------------------------------------------
 
     def load_entry_points(self) -> PluginManager:
-        disabled = {n.strip() for n in os.environ.get("LITEPORT_DISABLE_PLUGINS", "").split(",") if n.strip()}
+        if os.environ.get("LITEPORT_TRACE_PLUGINS", "") not in ("", "0"):
+            self._tracing = True
+            self._pm.trace.root.setwriter(lambda text: sys.stderr.write(f"liteport-trace: {text}"))
+            self._pm.enable_tracing()  # logs every work-hook call with its arguments and result
+        blocked = {n.strip() for n in os.environ.get("LITEPORT_DISABLE_PLUGINS", "").split(",") if n.strip()}
         for ep in _liteport_entry_points():
-            if ep.name in disabled:
-                continue  # blocked by the user: neither loaded nor reported as broken
+            if ep.name in blocked:
+                self.disabled.append(ep.name)  # blocked by the user: not loaded, not an error
+                continue
             dist_name, dist_version = _distribution_of(ep)
             try:
                 self.register(ep.load(), name=ep.name, distribution=dist_name, version=dist_version)
@@ -78,6 +86,7 @@ class PluginManager:
             raise PluginError(
                 f"plugin name {name!r} is registered by both {other!r} and {distribution or '?'!r}"
             )
+        self._collected.clear()
         self._pm.register(plugin, name=name)
         try:
             self._pm.check_pending()
@@ -128,24 +137,56 @@ class PluginManager:
         return {name: env for name, (env, _) in sorted(found.items())}
 
     def _collect(self, hook: pluggy.HookCaller, what: str) -> dict[str, R]:
-        records: dict[str, R] = {}
+        if what not in self._collected:  # once: failures found here must be reported once
+            self._collected[what] = self._gather(hook, what)
+        return dict(self._collected[what])
+
+    def _gather(self, hook: pluggy.HookCaller, what: str) -> dict[str, Any]:
+        records: dict[str, Any] = {}
         for impl in reversed(hook.get_hookimpls()):  # registration order
             try:
                 produced = cast("Iterable[R] | None", impl.function())
                 items = list(produced or ())
+                if self._tracing:
+                    names = ", ".join(item.name for item in items)
+                    sys.stderr.write(f"liteport-trace: {hook.name} from {impl.plugin_name}: [{names}]\n")
             except Exception as exc:
                 self._fail(impl.plugin_name, self._distributions.get(impl.plugin_name, ("", ""))[0], exc)
                 continue
             for item in items:
-                if item.name in records:
+                if item.name in records and self._is_builtin(records[item.name].provider) != self._is_builtin(
+                    impl.plugin_name
+                ):
+                    intruder = (
+                        records[item.name].provider
+                        if self._is_builtin(impl.plugin_name)
+                        else impl.plugin_name
+                    )
+                    self._fail(
+                        intruder,
+                        self._distributions.get(intruder, ("", ""))[0],
+                        PluginError(
+                            f"{what} {item.name!r} is a built-in name; {self._describe(intruder)} cannot "
+                            "override it (its record was ignored: rename it)"
+                        ),
+                    )
+                    if intruder == impl.plugin_name:
+                        continue
+                elif item.name in records:
                     first, second = records[item.name].provider, impl.plugin_name
                     raise PluginError(
                         f"{what} {item.name!r} is registered by both "
                         f"{self._describe(first)} and {self._describe(second)}",
                         hint="uninstall one of them",
                     )
-                records[item.name] = evolve(item, provider=impl.plugin_name)
+                records[item.name] = _with_distribution(
+                    evolve(item, provider=impl.plugin_name),
+                    self._distributions.get(impl.plugin_name, ("", ""))[0],
+                )
         return dict(sorted(records.items()))
+
+    def _is_builtin(self, plugin_name: str) -> bool:
+        return self._distributions.get(plugin_name, ("", ""))[0] == BUILTIN_DISTRIBUTION
 
     def _describe(self, plugin_name: str) -> str:
         dist = self._distributions.get(plugin_name, ("", ""))[0]
@@ -166,6 +207,24 @@ class PluginManager:
     def _call(hook: Callable[..., Any], job: Job) -> Result | None:
         result: Result | None = hook(job=job)
         return result
+
+
+def _with_distribution(item: R, distribution: str) -> R:
+    """A third-party plugin's environments also get the plugin's own distribution installed."""
+    if distribution in ("", BUILTIN_DISTRIBUTION):
+        return item
+
+    def add(env: EnvironmentSpec) -> EnvironmentSpec:
+        needed = (
+            env.distributions if distribution in env.distributions else (*env.distributions, distribution)
+        )
+        return evolve(env, distributions=needed)
+
+    if isinstance(item, BackendInfo):
+        return evolve(item, environments=tuple(add(e) for e in item.environments))  # type: ignore[return-value]
+    if isinstance(item, ValidatorInfo):
+        return evolve(item, environment=add(item.environment))  # type: ignore[return-value]
+    return item
 
 
 def _liteport_entry_points() -> Sequence[EntryPoint]:

@@ -75,6 +75,9 @@ class EnvironmentSpec:
     no_deps: bool = True  # locks are complete: install exactly them, nothing resolved
     key_packages: tuple[str, ...] = ()  # versions worth showing in results
     modes: tuple[str, ...] = ()  # modes this environment can do; empty: all of its backend's
+    # Host distributions installed into the environment besides liteport; the plugin manager
+    # adds the distribution of a third-party plugin that declares the environment.
+    distributions: tuple[str, ...] = ()
     description: str = ""
 
     def offers(self, mode: str, backend_modes: tuple[str, ...]) -> bool:

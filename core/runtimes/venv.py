@@ -109,7 +109,7 @@ class VenvRuntime:
                 install.append("--no-deps")
             progress(f"installing {_count_pins(spec)} pinned packages into {spec.name}")
             _run([*install, "-r", spec.lock], log, f"install the lock {spec.lock}")
-            _install_project(staging, log)
+            _install_project(staging, log, spec)
             freeze = subprocess.run(
                 [str(staging / "bin" / "python"), "-m", "pip", "freeze", "--all"],
                 capture_output=True,
@@ -123,7 +123,7 @@ class VenvRuntime:
                 "lock": spec.lock,
                 "lock_hash": lock_hash(spec),
                 "build_seconds": round(time.perf_counter() - started, 1),
-                "project": _project_fingerprint(),
+                "project": _project_fingerprint(spec),
             }
             (staging / MARKER).write_text(json.dumps(info, indent=2), encoding="utf-8")
             if target.exists():  # leftover without a marker: an interrupted older build
@@ -138,7 +138,7 @@ class VenvRuntime:
         """Reinstall liteport into a built environment when its entry points or source moved."""
         marker = target / MARKER
         info = json.loads(marker.read_text(encoding="utf-8"))
-        fingerprint = _project_fingerprint()
+        fingerprint = _project_fingerprint(spec)
         if info.get("project") == fingerprint:
             return
         with self._build_lock(spec, progress):
@@ -147,7 +147,7 @@ class VenvRuntime:
                 return
             progress(f"updating liteport inside {spec.name}")
             log = self.cache_dir / "logs" / f"build-{target.name}.log"
-            _install_project(target, log)
+            _install_project(target, log, spec)
             info["project"] = fingerprint
             marker.write_text(json.dumps(info, indent=2), encoding="utf-8")
 
@@ -170,9 +170,9 @@ def _run(argv: list[str], log: Path, what: str) -> None:
         )
 
 
-def _project_source() -> tuple[list[str], str]:
-    """pip arguments that install this same liteport into another environment, and a label."""
-    dist = _installed_liteport()
+def _project_source(name: str = "liteport") -> tuple[list[str], str]:
+    """pip arguments that install host distribution ``name`` into another environment, and a label."""
+    dist = _installed(name)
     direct = dist.read_text("direct_url.json")
     if direct:
         data = json.loads(direct)
@@ -182,27 +182,32 @@ def _project_source() -> tuple[list[str], str]:
             if data.get("dir_info", {}).get("editable"):
                 return ["-e", path], f"editable:{path}"
             return [path], f"dir:{path}"
-    return [f"liteport=={dist.version}"], f"index:{dist.version}"
+    return [f"{name}=={dist.version}"], f"index:{dist.version}"
 
 
-def _installed_liteport() -> metadata.Distribution:
-    """The installed liteport; a source tree's stray ``liteport.egg-info`` is not it."""
-    found = list(metadata.distributions(name="liteport"))
+def _installed(name: str) -> metadata.Distribution:
+    """The installed distribution; a source tree's stray ``*.egg-info`` is not it."""
+    found = list(metadata.distributions(name=name))
     if not found:
-        raise EnvironmentBuildError(
-            "liteport is not installed", hint="pip install liteport (or -e the checkout)"
-        )
+        raise EnvironmentBuildError(f"{name} is not installed on the host", hint=f"pip install {name}")
     return next((d for d in found if d.read_text("direct_url.json")), found[0])
 
 
-def _project_fingerprint() -> str:
-    dist = _installed_liteport()
-    _, label = _project_source()
-    return f"{label}|{dist.version}|{dist.read_text('entry_points.txt') or ''}"
+def _project_fingerprint(spec: EnvironmentSpec | None = None) -> str:
+    """What decides the liteport layer of an environment: liteport and the plugin distributions."""
+    parts = []
+    for name in ("liteport", *(spec.distributions if spec else ())):
+        dist = _installed(name)
+        _, label = _project_source(name)
+        parts.append(f"{name}|{label}|{dist.version}|{dist.read_text('entry_points.txt') or ''}")
+    return "\n".join(parts)
 
 
-def _install_project(venv: Path, log: Path) -> None:
-    args, _ = _project_source()
+def _install_project(venv: Path, log: Path, spec: EnvironmentSpec | None = None) -> None:
+    """Install liteport, and the plugin distributions the environment needs, without dependencies."""
+    args: list[str] = []
+    for name in ("liteport", *(spec.distributions if spec else ())):
+        args += _project_source(name)[0]
     _run(
         [
             str(venv / "bin" / "python"),
@@ -214,5 +219,5 @@ def _install_project(venv: Path, log: Path) -> None:
             *args,
         ],
         log,
-        "install liteport itself",
+        "install liteport and its plugins",
     )

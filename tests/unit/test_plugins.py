@@ -33,6 +33,9 @@ def test_entry_point_discovers_fake_plugin(fake_plugins: Path) -> None:
     assert entry.distribution == "liteport-fake"
     assert "liteport_convert" in entry.hooks
     assert "fake-env" in pm.environments()
+    # a third-party plugin's environments get its own distribution installed; built-ins do not
+    assert backends["fake"].environments[0].distributions == ("liteport-fake",)
+    assert all(not e.distributions for e in backends["ai-edge-torch"].environments)
 
 
 def test_builtin_backends_register_through_entry_points() -> None:
@@ -83,3 +86,40 @@ def test_broken_plugin_is_reported_with_traceback_and_others_still_load(
 def test_broken_plugin_is_fatal_when_strict(broken_plugins: Path) -> None:
     with pytest.raises(PluginError, match="broken"):
         get_plugin_manager(strict=True)
+
+
+def test_third_party_cannot_override_a_builtin_name() -> None:
+    pm = PluginManager()
+    pm.register(_backend_plugin("builtin"), name="builtin", distribution="liteport")
+    pm.register(_backend_plugin("intruder"), name="intruder", distribution="someones-plugin")
+    backends = pm.backends()
+    assert backends["same"].provider == "builtin"
+    failure = next(f for f in pm.failures if f.name == "intruder")
+    assert "built-in name" in failure.error and "someones-plugin" in failure.error
+
+    strict = PluginManager(strict=True)
+    strict.register(_backend_plugin("intruder"), name="intruder", distribution="someones-plugin")
+    strict.register(_backend_plugin("builtin"), name="builtin", distribution="liteport")
+    with pytest.raises(PluginError, match="built-in name"):
+        strict.backends()
+
+
+def test_plugins_command_shows_loaded_failed_and_disabled(
+    broken_plugins: Path, fake_plugins: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("LITEPORT_DISABLE_PLUGINS", "qparams")
+    monkeypatch.setenv("LITEPORT_TRACE_PLUGINS", "1")
+    out = subprocess.run(
+        [sys.executable, "-m", "liteport", "plugins", "--json"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    rows = {row["name"]: row for row in json.loads(out.stdout)["plugins"]}
+    assert rows["fake"]["status"] == "loaded" and rows["fake"]["distribution"] == "liteport-fake"
+    assert "liteport_convert" in rows["fake"]["hooks"]
+    assert rows["broken"]["status"] == "failed" and "not installed" in rows["broken"]["error"]
+    assert rows["qparams"]["status"] == "disabled"
+    assert "liteport-trace: liteport_backends from fake: [fake, fake-broken]" in out.stderr
