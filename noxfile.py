@@ -123,8 +123,121 @@ def browser(session: nox.Session) -> None:
     """matrix.html in headless Chromium (installs Debian's chromium when missing and root)."""
     if not (shutil.which("chromium") or shutil.which("chromium-browser")):
         if os.geteuid() != 0:
-            session.error("chromium is missing: install Debian's `chromium` package (apt-get install chromium)")
+            session.error("chromium is missing: install Debian's package (apt-get install chromium)")
         session.run("apt-get", "update", "-q", external=True)
         session.run("apt-get", "install", "-y", "-q", "chromium", external=True)
     _install(session, "test")
     session.run("pytest", "tests/browser", "-q", *session.posargs)
+
+
+ONNX_TF_ENVS = ("onnx-tf-tf2.8", "onnx-tf-tf2.15")
+ONNX_TF_MODES = ("fp32", "fp16", "dynamic", "int8", "int16x8")
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """onnx-tf per environment: install time into an empty cache, size, mobilenet_v2 time per mode.
+
+    Then the onnx-tf integration tests with the slow ones on. ``-- --no-tests`` skips them.
+    """
+    import json
+    import tempfile
+    import time
+
+    _install(session, "test")
+    session.install(*TORCH)
+    rows: list[str] = []
+    for env in ONNX_TF_ENVS:
+        # An empty liteport cache: the environment is built from scratch (pip's own cache stays warm).
+        with tempfile.TemporaryDirectory(prefix="liteport-bench-") as cache:
+            started = time.perf_counter()
+            session.run("liteport", "env", "build", env, env={"LITEPORT_CACHE": cache})
+            seconds = time.perf_counter() - started
+            size = sum(
+                os.path.getsize(os.path.join(folder, name))
+                for folder, _, names in os.walk(os.path.join(cache, "envs"))
+                for name in names
+                if not os.path.islink(os.path.join(folder, name))
+            )
+        rows.append(f"{env}: install into an empty cache {seconds:.0f} s, environment {size / 2**20:.0f} MiB")
+    session.run("liteport", "env", "build", *ONNX_TF_ENVS)  # the user's cache, for the conversions
+    for env in ONNX_TF_ENVS:
+        for mode in ONNX_TF_MODES:
+            argv = ["liteport", "convert", "zoo:mobilenet_v2", "--backend", "onnx-tf", "--env", env]
+            out = session.run(*argv, "--quant", mode, "--json", silent=True, success_codes=[0, 1])
+            text = str(out)  # the JSON document, possibly with progress lines (stderr) around it
+            doc, _ = json.JSONDecoder().raw_decode(text[text.index("\n{") + 1 if "\n{" in text else 0 :])
+            t, facts, metrics = doc.get("timings", {}), doc.get("facts", {}), doc.get("metrics", {})
+            nan = float("nan")
+            rows.append(
+                f"{env} mobilenet_v2 {mode:8s} {doc['status']:8s} "
+                f"onnx-tf {t.get('convert_s', nan):6.2f} s + "
+                f"TFLiteConverter {t.get('quantize_s', nan):6.2f} s "
+                f"(all stages {t.get('total_s', nan):6.1f} s); cosine {metrics.get('cosine', nan):.4f}, "
+                f"SQNR {metrics.get('sqnr_db', nan):5.1f} dB, {facts.get('transpose_ops')} TRANSPOSE, "
+                f"{facts.get('latency_ms', nan):.1f} ms"
+            )
+    session.log("onnx-tf bench:\n" + "\n".join(rows))
+    if "--no-tests" not in session.posargs:
+        session.run(
+            "pytest",
+            "tests/integration/test_onnx_tf.py",
+            "-q",
+            "--timeout=3600",
+            env={"LITEPORT_SLOW_TESTS": "1"},
+        )
+
+
+# -- Docker images and the docker runtime ----------------------------------------------------------
+
+# What the Docker integration tests need: the shared validation runtime, the reference env and one backend.
+DOCKER_TEST_ENVS = ("litert-runtime", "torch-2.13", "litert-torch-0.10")
+
+
+def _docker_engine(session: nox.Session) -> None:
+    """Debian's docker.io + debootstrap when missing, and a running dockerd (started in the background)."""
+    import shutil
+    import subprocess
+    import time
+
+    if not (shutil.which("dockerd") and shutil.which("debootstrap")):
+        session.run("apt-get", "update", "-qq", external=True)
+        session.run("apt-get", "install", "-y", "-qq", "docker.io", "debootstrap", external=True)
+    if os.environ.get("DOCKER_HOST"):
+        return  # a remote or explicitly chosen engine: not ours to start
+    if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0:
+        return
+    log_path = os.path.join(os.environ.get("TMPDIR", "/tmp"), "liteport-dockerd.log")
+    session.log(f"starting dockerd (log: {log_path})")
+    with open(log_path, "a", encoding="utf-8") as log:
+        subprocess.Popen(["dockerd"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    for _ in range(60):
+        if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0:
+            return
+        time.sleep(1)
+    session.error(f"dockerd did not come up within 60 s; see {log_path}")
+
+
+@nox.session(venv_backend="none", default=False)
+def images(session: nox.Session) -> None:
+    """Build the local base images when missing, then every environment's image (up-to-date ones are kept)."""
+    import sys
+
+    # No nox venv: liteport is installed into the interpreter running nox, as `pip install -e .` would.
+    session.run(sys.executable, "-m", "pip", "install", "-q", "-e", ".[docker]", external=True)
+    session.run(sys.executable, "-m", "liteport", "images", "base", external=True)
+    session.run(sys.executable, "-m", "liteport", "images", "build", *session.posargs, external=True)
+    session.run(sys.executable, "-m", "liteport", "images", "list", external=True)
+
+
+@nox.session(default=False)
+def docker(session: nox.Session) -> None:
+    """CI for the docker runtime: engine, local base, the images the tests use, the Docker integration tests.
+
+    A warm run reuses the images, the engine's layer cache and the wheelhouse in ~/.cache/liteport/wheels.
+    """
+    _install(session, "test", "docker")
+    _docker_engine(session)
+    session.run("liteport", "images", "base")
+    session.run("liteport", "images", "build", *DOCKER_TEST_ENVS)
+    session.run("pytest", "tests/integration/test_docker.py", "-q", "-m", "integration", "--timeout=3600")

@@ -348,6 +348,10 @@ class Engine:
                     "reference": reference.artifacts["reference"],
                     "input_layout": converted.facts.get("input_layout", "NCHW"),
                     "output_layout": converted.facts.get("output_layout", "NCHW"),
+                    # names in PyTorch order, when the converter's tensor names do not sort that way
+                    **{
+                        k: converted.facts[k] for k in ("input_names", "output_names") if k in converted.facts
+                    },
                     **({"thresholds": dict(thresholds)} if thresholds else {}),
                 },
             )

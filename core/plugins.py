@@ -145,7 +145,7 @@ class PluginManager:
         records: dict[str, Any] = {}
         for impl in reversed(hook.get_hookimpls()):  # registration order
             try:
-                produced = cast("Iterable[R] | None", impl.function())
+                produced = cast("Iterable[Any] | None", impl.function())
                 items = list(produced or ())
                 if self._tracing:
                     names = ", ".join(item.name for item in items)

@@ -1,0 +1,56 @@
+"""The two pinned environments of the onnx-tf backend (TensorFlow 2.8 on Python 3.9, 2.15 on 3.11).
+
+Kept free of heavy imports: the plugin's registration hook reads it on the host, and the
+worker imports it on Python 3.9 too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from liteport.errors import EnvironmentBuildError
+from liteport.types import EnvironmentSpec
+
+LOCKS = Path(__file__).resolve().parent / "locks"
+
+KEY_PACKAGES = (
+    "tensorflow-cpu",
+    "onnx-tf",
+    "onnx",
+    "tensorflow-addons",
+    "tensorflow-probability",
+    "protobuf",
+    "numpy",
+)
+
+TF28 = EnvironmentSpec(
+    name="onnx-tf-tf2.8",
+    python="3.9",
+    lock=str(LOCKS / "onnx-tf-tf2.8.txt"),
+    key_packages=KEY_PACKAGES,
+    description="onnx-tf 1.10.0 on TensorFlow 2.8.4 (Python 3.9, onnx 1.12): the tutorials' pins",
+)
+TF215 = EnvironmentSpec(
+    name="onnx-tf-tf2.15",
+    python="3.11",
+    lock=str(LOCKS / "onnx-tf-tf2.15.txt"),
+    key_packages=KEY_PACKAGES,
+    description="onnx-tf 1.10.0 on TensorFlow 2.15.1 (Python 3.11, onnx 1.17)",
+)
+# No EnvironmentSpec.modes limits: fp32, fp16, dynamic, int8 and int16x8 all convert in both
+# environments (measured on tiny_cnn and mobilenet_v2). TF 2.8's int8 and 16x8 files are
+# valid but slow: a current LiteRT runs its int8 MobileNetV2 in ~60 ms against ~6 ms for TF 2.15's.
+ENVIRONMENTS = (TF28, TF215)
+
+
+def environment_for(name: str | None) -> EnvironmentSpec:
+    """The environment a job names or, when it names none (local runtime), the one matching this TF."""
+    for env in ENVIRONMENTS:
+        if env.name == name:
+            return env
+    if name is not None:
+        known = ", ".join(env.name for env in ENVIRONMENTS)
+        raise EnvironmentBuildError(f"onnx-tf has no environment {name!r} (known: {known})")
+    import tensorflow as tf  # local runtime: pick by the installed TensorFlow
+
+    return TF28 if tf.__version__.startswith("2.8.") else TF215
