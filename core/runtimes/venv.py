@@ -128,6 +128,7 @@ class VenvRuntime:
             (staging / MARKER).write_text(json.dumps(info, indent=2), encoding="utf-8")
             if target.exists():  # leftover without a marker: an interrupted older build
                 shutil.rmtree(target)
+            _relocate_scripts(staging, target)
             staging.rename(target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -150,6 +151,20 @@ class VenvRuntime:
             _install_project(target, log, spec)
             info["project"] = fingerprint
             marker.write_text(json.dumps(info, indent=2), encoding="utf-8")
+
+
+def _relocate_scripts(staging: Path, target: Path) -> None:
+    """Point console scripts and activate files at the final path before the rename.
+
+    pip writes the staging folder into every script's shebang; after the rename they would break.
+    """
+    old, new = str(staging).encode(), str(target).encode()
+    for script in (staging / "bin").iterdir():
+        if script.is_symlink() or not script.is_file():
+            continue
+        data = script.read_bytes()
+        if old in data and b"\0" not in data[:1024]:
+            script.write_bytes(data.replace(old, new))
 
 
 def _count_pins(spec: EnvironmentSpec) -> int:

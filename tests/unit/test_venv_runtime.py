@@ -34,6 +34,9 @@ def test_build_reuse_and_rebuild_on_lock_change(tmp_path: Path, cache_dir: Path,
     assert not list(cache_dir.glob("envs/.building-*"))
     assert any("building environment tiny" in m for m in messages)
     assert runtime.status(spec) == "built"
+    # console scripts point at the final folder, not the staging one it was built in
+    pip_script = (path / "bin" / "pip").read_text().splitlines()[0]
+    assert pip_script.startswith(f"#!{path}/bin/python"), pip_script
 
     # A worker in it runs jobs with the plugins installed there (the fake one via PYTHONPATH).
     session = WorkerSession(handle, stderr_log=tmp_path / "w.log")

@@ -1,0 +1,83 @@
+"""The third-party onnx2tf backend converts mobilenet_v2 with no network access: NHWC, 0 TRANSPOSE, validated.
+
+Environments are built first (that needs the package index); every conversion then runs inside
+``unshare -n`` (a network namespace with no interfaces but loopback), so the onnx2tf
+calibration-sample download, were it attempted, would fail the conversion.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("liteport_onnx2tf") is None,
+    reason="liteport-onnx2tf is not installed on the host (pip install -e plugins/liteport-onnx2tf)",
+)
+
+SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+ENVIRONMENTS = ("onnx2tf-1.29", "torch-2.13", "litert-runtime")
+
+
+@pytest.fixture(scope="module")
+def offline() -> list[str]:
+    """The command prefix that runs a process without network, once the environments are built."""
+    unshare = shutil.which("unshare")
+    if unshare is None or subprocess.run([unshare, "-n", "true"], check=False).returncode != 0:
+        pytest.skip("cannot drop network access here: `unshare -n` needs root (or user namespaces)")
+    build = subprocess.run(
+        [sys.executable, "-m", "liteport", "env", "build", *ENVIRONMENTS],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    assert build.returncode == 0, build.stdout + build.stderr
+    return [unshare, "-n"]
+
+
+def _convert(offline: list[str], mode: str) -> dict[str, Any]:
+    command = ["convert", "zoo:mobilenet_v2", "--backend", "onnx2tf", "--quant", mode, "--json"]
+    out = subprocess.run(
+        [*offline, sys.executable, "-m", "liteport", *command],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    doc: dict[str, Any] = json.loads(out.stdout)
+    print(json.dumps({k: doc.get(k) for k in ("status", "error", "metrics")}, default=str)[:2000])
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return doc
+
+
+def _common_checks(doc: dict[str, Any]) -> None:
+    assert doc["status"] == "ok", doc.get("error")
+    assert doc["backend"] == "onnx2tf" and doc["environment"] == "onnx2tf-1.29"
+    facts = doc["facts"]
+    assert facts["transpose_ops"] == 0 and "TRANSPOSE" not in facts["op_counts"]
+    assert facts["input_layout"] == "NHWC"
+    assert facts["inputs"][0]["shape"] == [1, 224, 224, 3]
+    assert facts["latency_ms"] > 0
+    workdir = Path(doc["workdir"])
+    assert (workdir / SAMPLE_FILE).is_file(), "the job's calibration data stands in for onnx2tf's download"
+    log = (workdir / "onnx2tf.log").read_text(encoding="utf-8", errors="replace")
+    assert "Max retries exceeded" not in log and "NameResolutionError" not in log
+
+
+def test_fp32_offline(offline: list[str]) -> None:
+    doc = _convert(offline, "fp32")
+    _common_checks(doc)
+    assert doc["metrics"]["cosine"] >= 0.9999
+
+
+def test_int8_offline(offline: list[str]) -> None:
+    doc = _convert(offline, "int8")
+    _common_checks(doc)
+    assert doc["facts"]["inputs"][0]["dtype"] == "int8"
+    assert doc["metrics"]["sqnr_db"] >= 10 and doc["metrics"]["cosine"] >= 0.95
