@@ -47,9 +47,12 @@ def tests(session: nox.Session) -> None:
     """Unit tests (fake plugins, no converters), then integration tests with real environments."""
     _install(session, "test")
     session.install(*TORCH)
+    # The out-of-tree plugin is tested the way a user gets it: installed beside liteport.
+    session.install("-e", "plugins/liteport-onnx2tf")
     session.run("pytest", "tests/unit", "-q", *session.posargs)
     session.run("liteport", "env", "build", external=False)
-    session.run("pytest", "tests/integration", "-q", "-m", "integration", "--timeout=3600", *session.posargs)
+    session.run("pytest", "tests/integration", "-q", "-m", "integration", "--timeout=3600", "--durations=15",
+                *session.posargs)
 
 
 @nox.session
@@ -241,3 +244,20 @@ def docker(session: nox.Session) -> None:
     session.run("liteport", "images", "base")
     session.run("liteport", "images", "build", *DOCKER_TEST_ENVS)
     session.run("pytest", "tests/integration/test_docker.py", "-q", "-m", "integration", "--timeout=3600")
+
+
+@nox.session(default=False)
+def qat(session: nox.Session) -> None:
+    """QAT transplant vs post-training int8 on the QAT zoo: qparams matched, agreement with PyTorch's int8."""
+    _install(session, "test")
+    session.install(*TORCH)
+    session.run(
+        "pytest",
+        "tests/integration/test_qat_transplant.py",
+        "-q",
+        "-s",
+        "-m",
+        "integration",
+        "--timeout=3600",
+        *session.posargs,
+    )

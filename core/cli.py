@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("first", "fastest", "smallest", "most-accurate"),
         help="first valid attempt (default), or run all and keep the best valid one by this measure",
     )
-    p.add_argument("--runtime", default="venv", help="venv (default) or local")
+    p.add_argument("--runtime", default="venv", help="venv (default), docker or local")
     p.add_argument("-o", "--output", type=Path, help="where to write the .tflite")
     p.add_argument("--weights", help="state_dict file loaded with weights_only=True")
     p.add_argument("--inputs", help=".npz of sample/calibration inputs (leading sample axis)")
@@ -128,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     from liteport.matrix_cli import add_parsers
 
     add_parsers(sub, common)
+
+    from liteport import cli_images
+
+    cli_images.add_parsers(sub, common)
     return parser
 
 

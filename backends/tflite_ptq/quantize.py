@@ -32,7 +32,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from liteport.errors import BadInput, ConverterError, LiteportError, QuantizerError
+from liteport.errors import BadInput, ConverterError, LiteportError, QuantizerError, UnsupportedOp
 from liteport.types import Job, Result
 from liteport.workfiles import TFLITE
 
@@ -46,7 +46,9 @@ DESCRIPTIONS = {
     "int16x8": "16x8: int16 activations, int8 weights (representative dataset), float32 I/O",
 }
 # Lines TFLiteConverter's MLIR errors start with: "<unknown>:0: error: ..." or "loc(...): error: ...".
-_MLIR_ERROR = re.compile(r"error:\s*(?P<message>.+)")
+_MLIR_ERROR = re.compile(r"error:\s*(?:loc\(.*\)\):\s*)?(?P<message>.+)")  # drop MLIR's loc(...) prefix
+# An op TFLite has no builtin for, e.g. GELU's Erf from onnx-tf: the converter names it like this.
+_NOT_BUILTIN = re.compile(r"'tf\.(?P<op>\w+)' op is neither a custom op nor a flex op")
 
 
 def run(job: Job) -> Result:
@@ -101,6 +103,13 @@ def run(job: Job) -> Result:
 
 def classify(exc: BaseException, model: str, mode: str) -> LiteportError:
     """A one-line error for a TFLiteConverter failure: the converter's own first error line."""
+    not_builtin = _NOT_BUILTIN.search(str(exc))
+    if not_builtin:
+        return UnsupportedOp(
+            f"{model}: TensorFlow op {not_builtin['op']} has no TFLite builtin kernel "
+            f"({mode}; it would need Flex ops)",
+            hint="replace that op in the model, or try another backend",
+        )
     line = first_error_line(exc)
     if mode in ("fp32", "fp16"):
         return ConverterError(f"{model}: TFLiteConverter ({mode}) failed: {line}")

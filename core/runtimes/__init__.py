@@ -7,7 +7,7 @@ from pathlib import Path
 from liteport.errors import UsageError
 from liteport.runtimes.base import Runtime
 
-RUNTIMES = ("venv", "local")
+RUNTIMES = ("venv", "docker", "local")
 
 
 def get_runtime(name: str, cache_dir: Path | None = None) -> Runtime:
@@ -15,6 +15,12 @@ def get_runtime(name: str, cache_dir: Path | None = None) -> Runtime:
         from liteport.runtimes.venv import VenvRuntime
 
         return VenvRuntime(cache_dir)
+    if name == "docker":
+        from liteport.runtimes.docker import DockerRuntime
+
+        docker = DockerRuntime(cache_dir)
+        docker.check()  # no engine: one clear error now, not one per stage
+        return docker
     if name == "local":
         from liteport.runtimes.local import LocalRuntime
 
