@@ -204,9 +204,12 @@ def _chart(cells: Sequence[Mapping[str, Any]]) -> str:
         f"{lat:.2f} ms, 1-cos {err:.2e}</title></circle>"
         for (c, lat, err), x, y in zip(points, xs, ys)
     )
+    decades = [d for d in range(math.floor(x0), math.ceil(x1) + 1) if x0 <= d <= x1]
+    # Within one decade there is no round tick to show: label the extremes instead.
+    ends = [] if decades else [min(xs), max(xs)]
     ticks = [
         f'<text x="{sx(v):.1f}" y="{height - pad + 16}" font-size="10" text-anchor="middle">{10.0**v:.3g} ms</text>'
-        for v in (min(xs), max(xs))
+        for v in ends
     ]
     for decade in range(math.floor(x0), math.ceil(x1) + 1):
         if x0 <= decade <= x1:
