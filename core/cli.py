@@ -320,10 +320,13 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_zoo_list(args: argparse.Namespace) -> int:
-    from liteport.zoo import describe
+    from liteport.zoo import MODELS, describe, qat_names
 
     for name, description, shapes in describe():
-        print(f"zoo:{name:<20} {description}  inputs {shapes}")
+        print(f"zoo:{name:<24} {description}  inputs {shapes}")
+    print("\nQAT models (--quant qat; not part of zoo:all):")
+    for name in qat_names():
+        print(f"zoo:{name:<24} {MODELS[name]['description']}")
     return EXIT_OK
 
 

@@ -453,7 +453,8 @@ def model_hash(spec: ModelSpec) -> str:
         _hash_file(digest, Path(parsed.target))
     elif parsed.kind == "zoo":
         digest.update(parsed.target.encode())
-        _hash_file(digest, Path(__file__).parent / "zoo" / "models.py")
+        for source in sorted((Path(__file__).parent / "zoo").glob("*.py")):  # models.py, qat.py, ...
+            _hash_file(digest, source)
     else:
         source = _find_module_source(parsed.target)
         if source is not None:

@@ -156,6 +156,13 @@ def run_reference(job: Job) -> Result:
     loaded = load_model(spec)
     loaded_at = time.perf_counter()
     validation, calibration, source = make_data(spec, loaded.example_inputs)
+    # Eager QAT models also get PyTorch's own int8 outputs and qparams (qparams validator),
+    # converted before the float run, which would move observers that are still enabled.
+    from liteport.qat_reference import write_int8_reference
+
+    qat_artifacts, qat_facts = write_int8_reference(
+        loaded.module, loaded.example_inputs, validation, Path(job.workdir)
+    )
     outputs = _run(loaded, validation)
     ran_at = time.perf_counter()
 
@@ -200,6 +207,7 @@ def run_reference(job: Job) -> Result:
             "reference": str(reference_path),
             "calibration": str(calibration_path),
             "reference_json": str(json_path),
+            **qat_artifacts,
         },
         facts={
             "inputs": inputs_info,
@@ -209,6 +217,7 @@ def run_reference(job: Job) -> Result:
             "model_name": loaded.name,
             "data_source": source,
             "parameters": summary["parameters"],
+            **qat_facts,
         },
         versions=versions,
         timings={

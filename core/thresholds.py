@@ -77,7 +77,10 @@ _DEFAULTS: dict[str, Thresholds] = {
     "dynamic": Thresholds(min_cosine=0.97, min_sqnr_db=12.0),
     "int8": Thresholds(min_cosine=0.95, min_sqnr_db=10.0),
     "int16x8": Thresholds(min_cosine=0.97, min_sqnr_db=12.0),
-    "qat": Thresholds(min_cosine=0.95, min_sqnr_db=10.0),
+    # qat is judged against the fake-quant model, which PyTorch's own int8 model already departs from
+    # (random-weight mobilenet_v2_qat: cosine 0.818 for PyTorch int8 and the transplant alike);
+    # agreement with PyTorch's int8 model is the qparams validator's job.
+    "qat": Thresholds(min_cosine=0.75),
 }
 
 # Short keys people type on the command line, mapped to field names.

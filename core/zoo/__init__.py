@@ -47,17 +47,69 @@ MODELS: dict[str, dict[str, Any]] = {
         "inputs": ((1, 20, 16),),
         "covers": ("lstm", "slice", "linear"),
     },
+    # Eager-mode QAT variants (liteport.zoo.qat): "qat" marks them; see names() for why unlisted.
+    "tiny_cnn_qat": {
+        "description": "tiny_cnn prepared for QAT (qnnpack qconfig: per-tensor weights), briefly trained",
+        "inputs": ((1, 3, 32, 32),),
+        "covers": ("fused conv-bn-relu", "maxpool", "adaptive avgpool", "linear", "quant stubs"),
+        "qat": True,
+    },
+    "mobilenet_v2_qat": {
+        "description": "MobileNetV2 64x64, 100 classes, QAT-prepared (qnnpack qconfig), briefly trained",
+        "inputs": ((1, 3, 64, 64),),
+        "covers": ("depthwise conv", "strided conv", "relu6", "FloatFunctional add"),
+        "qat": True,
+    },
+    "resnet_qat": {
+        "description": "resnet QAT-prepared (x86 qconfig: reduce_range, per-channel), briefly trained",
+        "inputs": ((1, 3, 64, 64),),
+        "covers": ("7x7 strided conv", "padded maxpool", "FloatFunctional add", "relu after add"),
+        "qat": True,
+    },
+    "tiny_cnn_qat_float": {
+        "description": "float twin of tiny_cnn_qat: same trained weights, no fake quantization",
+        "inputs": ((1, 3, 32, 32),),
+        "covers": ("post-training int8 of a QAT model",),
+        "qat": True,
+    },
+    "mobilenet_v2_qat_float": {
+        "description": "float twin of mobilenet_v2_qat: same trained weights, no fake quantization",
+        "inputs": ((1, 3, 64, 64),),
+        "covers": ("post-training int8 of a QAT model",),
+        "qat": True,
+    },
+    "resnet_qat_float": {
+        "description": "float twin of resnet_qat: same trained weights, no fake quantization",
+        "inputs": ((1, 3, 64, 64),),
+        "covers": ("post-training int8 of a QAT model",),
+        "qat": True,
+    },
+    "qat_unsupported": {
+        "description": "QAT model with a GELU, which the qat-transplant backend refuses",
+        "inputs": ((1, 3, 32, 32),),
+        "covers": ("unsupported_op in qat-transplant",),
+        "qat": True,
+    },
 }
 
 
 def names() -> list[str]:
-    """Names of the built-in models, in a stable order."""
-    return list(MODELS)
+    """Names of the built-in float models, in a stable order.
+
+    The QAT variants resolve as ``zoo:NAME`` like any other but are not listed here (nor by
+    ``describe``), which would train each in the float zoo's model checks; ``qat_names`` lists them.
+    """
+    return [name for name, meta in MODELS.items() if not meta.get("qat")]
+
+
+def qat_names() -> list[str]:
+    """Names of the eager-mode QAT variants and their float twins."""
+    return [name for name, meta in MODELS.items() if meta.get("qat")]
 
 
 def describe() -> list[tuple[str, str, tuple[tuple[int, ...], ...]]]:
     """(name, one-line description, example input shapes) per model; never imports torch."""
-    return [(name, meta["description"], tuple(meta["inputs"])) for name, meta in MODELS.items()]
+    return [(name, MODELS[name]["description"], tuple(MODELS[name]["inputs"])) for name in names()]
 
 
 def get(name: str) -> Factory:
@@ -66,7 +118,10 @@ def get(name: str) -> Factory:
         from liteport.errors import BadInput
 
         raise BadInput(f"unknown zoo model {name!r}", hint=f"known: {', '.join(MODELS)}")
-    from liteport.zoo.models import ZOO as factories  # imports torch
+    if MODELS[name].get("qat"):
+        from liteport.zoo.qat import ZOO as factories  # imports torch
+    else:
+        from liteport.zoo.models import ZOO as factories  # imports torch
 
     factory: Factory = factories[name]
     return factory
@@ -84,10 +139,10 @@ class _LazyZoo(Mapping[str, "Factory"]):
         return name in MODELS
 
     def __iter__(self) -> Iterator[str]:
-        return iter(MODELS)
+        return iter(names())
 
     def __len__(self) -> int:
-        return len(MODELS)
+        return len(names())
 
 
 ZOO: Mapping[str, Factory] = _LazyZoo()

@@ -19,7 +19,7 @@ def test_defaults_cover_every_mode() -> None:
     assert fp32.min_cosine == 0.9999 and fp32.max_abs_rel == 1e-4 and fp32.min_sqnr_db is None
     assert default_thresholds("fp16") == Thresholds(min_cosine=0.999, min_sqnr_db=30.0)
     assert default_thresholds("int8").min_sqnr_db == 10.0
-    assert default_thresholds("qat") == default_thresholds("int8")
+    assert default_thresholds("qat") == Thresholds(min_cosine=0.75)
     with pytest.raises(UsageError, match="unknown mode 'int4'"):
         default_thresholds("int4")
 
