@@ -51,8 +51,16 @@ def tests(session: nox.Session) -> None:
     session.install("-e", "plugins/liteport-onnx2tf")
     session.run("pytest", "tests/unit", "-q", *session.posargs)
     session.run("liteport", "env", "build", external=False)
-    session.run("pytest", "tests/integration", "-q", "-m", "integration", "--timeout=3600", "--durations=15",
-                *session.posargs)
+    session.run(
+        "pytest",
+        "tests/integration",
+        "-q",
+        "-m",
+        "integration",
+        "--timeout=3600",
+        "--durations=15",
+        *session.posargs,
+    )
 
 
 @nox.session

@@ -453,8 +453,8 @@ def model_hash(spec: ModelSpec) -> str:
         _hash_file(digest, Path(parsed.target))
     elif parsed.kind == "zoo":
         digest.update(parsed.target.encode())
-        for source in sorted((Path(__file__).parent / "zoo").glob("*.py")):  # models.py, qat.py, ...
-            _hash_file(digest, source)
+        for zoo_source in sorted((Path(__file__).parent / "zoo").glob("*.py")):  # models.py, qat.py, ...
+            _hash_file(digest, zoo_source)
     else:
         source = _find_module_source(parsed.target)
         if source is not None:
