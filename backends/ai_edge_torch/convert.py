@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +84,6 @@ def run(job: Job) -> Result:
             "converter": package,
         },
         timings=timings,
-        versions=_versions(env.key_packages),
         environment=env.name,
     )
 
@@ -110,13 +108,3 @@ def _channels_last(api: Any, module: Any, args: tuple[Any, ...]) -> tuple[Any, l
 
 def _to_nhwc(tensor: Any) -> Any:
     return tensor.permute(0, 2, 3, 1).contiguous()
-
-
-def _versions(packages: tuple[str, ...]) -> dict[str, str]:
-    versions = {}
-    for name in packages:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions

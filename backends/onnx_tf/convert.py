@@ -85,7 +85,6 @@ def run(job: Job) -> Result:
             "export_graph_s": round(exported - prepared, 3),
             "convert_s": round(finished - imported, 3),
         },
-        versions=_versions(env.key_packages),
         environment=env.name,
     )
 
@@ -125,13 +124,3 @@ def _match(onnx_names: list[str], signature_names: list[str]) -> list[str]:
             remaining.remove(found)
         matched.append(found)
     return matched
-
-
-def _versions(packages: tuple[str, ...]) -> dict[str, str]:
-    versions = {}
-    for name in packages:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions

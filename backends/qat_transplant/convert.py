@@ -6,7 +6,6 @@ Imported only by the convert hook: it imports torch (and ai_edge_litert when wri
 from __future__ import annotations
 
 import time
-from importlib import metadata
 from pathlib import Path
 
 from liteport import qat_reference
@@ -60,16 +59,5 @@ def run(job: Job) -> Result:
             "convert_s": round(converted_at - loaded_at, 3),
             "write_s": round(finished - converted_at, 3),
         },
-        versions=_versions(),
         environment=QAT_TORCH.name,
     )
-
-
-def _versions() -> dict[str, str]:
-    found = {}
-    for name in QAT_TORCH.key_packages:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
