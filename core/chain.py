@@ -102,8 +102,8 @@ def default_candidates(backends: Mapping[str, BackendInfo], mode: str) -> list[C
 
 
 def _preferred_envs(backend: BackendInfo) -> list[EnvironmentSpec]:
-    if backend.name == "onnx-tf":  # newer TensorFlow first: faster models, fewer transposes
-        return sorted(backend.environments, key=lambda e: e.name, reverse=True)
+    if backend.name == "onnx-tf":  # newer TensorFlow (declared last) first: faster, fewer transposes
+        return list(reversed(backend.environments))
     return list(backend.environments)
 
 

@@ -57,7 +57,7 @@ def test_resolve_accepts_backends_environments_and_pairs(fake_plugins: Path) -> 
 def test_default_order_puts_builtins_first_and_skips_modes_not_offered(fake_plugins: Path) -> None:
     backends = get_plugin_manager().backends()
     order = [e.name for _, e in default_candidates(backends, "fp32")]
-    assert order[:2] == ["litert-torch-0.10", "ai-edge-torch-nightly"]
+    assert order[:4] == ["litert-torch-0.10", "ai-edge-torch-nightly", "onnx-tf-tf2.15", "onnx-tf-tf2.8"]
     assert "fake-env" in order
     assert "fake-env" not in [e.name for _, e in default_candidates(backends, "fp16")]
 
