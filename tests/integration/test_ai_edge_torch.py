@@ -88,7 +88,18 @@ def test_unsupported_op_is_one_line_and_exit_1(tmp_path: Path) -> None:
     model = tmp_path / "dedup.py"
     model.write_text(UNSUPPORTED)
     out = subprocess.run(
-        [sys.executable, "-m", "liteport", "convert", f"{model}:build", "--quant", "fp32", "--json"],
+        [
+            sys.executable,
+            "-m",
+            "liteport",
+            "convert",
+            f"{model}:build",
+            "--quant",
+            "fp32",
+            "--env",
+            "litert-torch-0.10",
+            "--json",
+        ],
         capture_output=True,
         text=True,
         timeout=1800,
@@ -99,7 +110,17 @@ def test_unsupported_op_is_one_line_and_exit_1(tmp_path: Path) -> None:
     assert doc["error"]["kind"] == "unsupported_op"
     assert "unique" in doc["error"]["message"] and "\n" not in doc["error"]["message"]
     table = subprocess.run(
-        [sys.executable, "-m", "liteport", "convert", f"{model}:build", "--quant", "fp32"],
+        [
+            sys.executable,
+            "-m",
+            "liteport",
+            "convert",
+            f"{model}:build",
+            "--quant",
+            "fp32",
+            "--env",
+            "litert-torch-0.10",
+        ],
         capture_output=True,
         text=True,
         timeout=1800,
