@@ -82,7 +82,7 @@ class WorkerSession:
         if not isinstance(stderr, int):
             stderr.close()
         self._lines = queue.Queue()
-        threading.Thread(target=_pump, args=(self._proc.stdout, self._lines), daemon=True).start()
+        threading.Thread(target=pump_lines, args=(self._proc.stdout, self._lines), daemon=True).start()
         self.starts += 1
         message, _ = self._read(READY_TIMEOUT_S)
         if message is None or message.get("event") != "ready":
@@ -177,7 +177,8 @@ class WorkerStartError(RuntimeError):
     pass
 
 
-def _pump(stream: IO[str] | None, lines: queue.Queue[str | None]) -> None:
+def pump_lines(stream: IO[str] | None, lines: queue.Queue[str | None]) -> None:
+    """Copy a child's stdout into ``lines`` line by line; ``None`` marks its end."""
     assert stream is not None
     for line in stream:
         lines.put(line)

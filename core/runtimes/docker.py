@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from liteport.errors import EnvironmentBuildError
-from liteport.runtimes.base import EnvironmentHandle, Progress, lock_hash
+from liteport.runtimes.base import EnvironmentHandle, Progress, lock_hash, pump_lines
 from liteport.types import EnvironmentSpec
 
 CONTAINER_USER = "10001:10001"  # the image's non-root user, used when the host user is root
@@ -282,7 +282,7 @@ class Launcher:
         argv = self.run_argv(name)
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.lines = queue.Queue()
-        threading.Thread(target=_pump, args=(self.proc.stdout, self.lines), daemon=True).start()
+        threading.Thread(target=pump_lines, args=(self.proc.stdout, self.lines), daemon=True).start()
         try:
             line = self.lines.get(timeout=READY_TIMEOUT_S)
         except queue.Empty:
@@ -424,13 +424,6 @@ def _parse(line: str | None) -> dict[str, Any] | None:
     except ValueError:
         return None
     return message if isinstance(message, dict) else None
-
-
-def _pump(stream: IO[str] | None, lines: queue.Queue[str | None]) -> None:
-    assert stream is not None
-    for line in stream:
-        lines.put(line)
-    lines.put(None)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
