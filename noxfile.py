@@ -37,9 +37,11 @@ def lint(session: nox.Session) -> None:
     session.install("-e", ".[lint]", "--config-settings", "editable_mode=strict")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", "--diff", "core", "backends", "tests", "noxfile.py")
-    trees = sorted(glob.glob("build/__editable__.liteport-*"))
-    session.run("mypy", "-p", "liteport", env={"MYPYPATH": os.path.abspath(trees[-1])})
+    tree = os.path.abspath(sorted(glob.glob("build/__editable__.liteport-*"))[-1])
+    session.run("mypy", "-p", "liteport", env={"MYPYPATH": tree})
     session.run("mypy", "noxfile.py")
+    # Layers, the public plugin API and no cycles: contracts in pyproject.toml [tool.importlinter].
+    session.run("lint-imports", "--no-cache", env={"PYTHONPATH": tree})
 
 
 @nox.session

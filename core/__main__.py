@@ -1,6 +1,6 @@
 """``python -m liteport`` is the ``liteport`` command."""
 
-from liteport.cli import main
+from liteport.cli.main import main
 
 if __name__ == "__main__":
     main()

@@ -12,14 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from liteport.attempts import Attempt
 from liteport.errors import UsageError
 from liteport.pipeline import Engine
-from liteport.types import BackendInfo, EnvironmentSpec, ModelSpec
+from liteport.types import Attempt, BackendInfo, EnvironmentSpec, ModelSpec
 
 PICKS = ("first", "fastest", "smallest", "most-accurate")
-# Built-in preference: the native PyTorch route first, then the ONNX routes, newest TF first.
-BUILTIN_ORDER = ("ai-edge-torch", "onnx-tf")
 Candidate = tuple[BackendInfo, EnvironmentSpec]
 
 
@@ -92,19 +89,13 @@ def resolve(backends: Mapping[str, BackendInfo], items: Sequence[str]) -> list[C
 
 
 def default_candidates(backends: Mapping[str, BackendInfo], mode: str) -> list[Candidate]:
-    """Every candidate that offers ``mode``: built-in order first, then the rest by name."""
-    names = [n for n in BUILTIN_ORDER if n in backends] + sorted(
-        n for n in backends if n not in BUILTIN_ORDER
-    )
-    return [
-        (b, e) for b in (backends[n] for n in names) for e in _preferred_envs(b) if e.offers(mode, b.modes)
-    ]
+    """Every candidate that offers ``mode``, in the order plugins declare.
 
-
-def _preferred_envs(backend: BackendInfo) -> list[EnvironmentSpec]:
-    if backend.name == "onnx-tf":  # newer TensorFlow (declared last) first: faster, fewer transposes
-        return list(reversed(backend.environments))
-    return list(backend.environments)
+    Backends by ``priority`` (higher first, ties by name), each backend's environments in its
+    own order of preference.
+    """
+    ordered = sorted(backends.values(), key=lambda b: (-b.priority, b.name))
+    return [(b, e) for b in ordered for e in b.environments if e.offers(mode, b.modes)]
 
 
 def run_chain(

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+from liteport.types import ErrorKind
+
+
+def first_line(text: object) -> str:
+    lines = str(text).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``Type: first line of message``, for one-line error messages."""
+    message = first_line(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
 
 class LiteportError(Exception):
     """Base error: ``kind`` is one of liteport.types.ERROR_KINDS; str(error) is one line."""
 
-    kind = "worker_error"
+    kind: ClassVar[ErrorKind] = "worker_error"
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         self.hint = hint
@@ -16,7 +31,7 @@ class LiteportError(Exception):
 class BadInput(LiteportError):
     """The user's input (model file, factory, weights, data, option) is unusable."""
 
-    kind = "bad_input"
+    kind: ClassVar[ErrorKind] = "bad_input"
 
 
 class UsageError(BadInput):
@@ -24,32 +39,38 @@ class UsageError(BadInput):
 
 
 class ExportError(LiteportError):
-    kind = "export_error"
+    kind: ClassVar[ErrorKind] = "export_error"
 
 
 class UnsupportedOp(LiteportError):
-    kind = "unsupported_op"
+    kind: ClassVar[ErrorKind] = "unsupported_op"
 
 
 class ConverterError(LiteportError):
-    kind = "converter_error"
+    kind: ClassVar[ErrorKind] = "converter_error"
 
 
 class QuantizerError(LiteportError):
-    kind = "quantizer_error"
+    kind: ClassVar[ErrorKind] = "quantizer_error"
 
 
 class ValidatorError(LiteportError):
-    kind = "validator_error"
+    kind: ClassVar[ErrorKind] = "validator_error"
 
 
 class EnvironmentBuildError(LiteportError):
     """An environment could not be created (interpreter missing, install failed)."""
 
-    kind = "env_error"
+    kind: ClassVar[ErrorKind] = "env_error"
 
 
 class PluginError(LiteportError):
     """A plugin failed to load or two plugins claim one name."""
 
-    kind = "worker_error"
+    kind: ClassVar[ErrorKind] = "worker_error"
+
+
+class NotProvided(LiteportError):
+    """No plugin in this environment provides the backend, quantizer or validator a job names."""
+
+    kind: ClassVar[ErrorKind] = "env_error"

@@ -1,8 +1,9 @@
 """The liteport hook specifications: the whole plugin contract in one module.
 
 Registration hooks run on the host, must be cheap and must not import torch or TensorFlow.
-Work hooks run inside a worker, in the environment the job names; an implementation
-returns ``None`` for a job that names another plugin, so the first non-None answer wins.
+Work hooks run inside a worker, in the environment the job names. The plugin manager calls only
+the plugin that registered the backend, quantizer or validator a job names, so an implementation
+never checks ``job.backend`` itself and always returns a Result (or raises a LiteportError).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def liteport_validators() -> Iterable[ValidatorInfo]:  # type: ignore[empty-body
 
 @hookspec(firstresult=True)
 def liteport_convert(job: Job) -> Result | None:  # type: ignore[empty-body]
-    """Convert ``job.model`` in ``job.mode`` for backend ``job.backend``; None if not yours.
+    """Convert ``job.model`` in ``job.mode`` with the backend this plugin registered (``job.backend``).
 
     Write the model to ``<job.workdir>/model.tflite`` and return it in ``artifacts["tflite"]``,
     with ``facts["input_layout"]`` / ``facts["output_layout"]`` set to the layout emitted.
@@ -47,9 +48,9 @@ def liteport_convert(job: Job) -> Result | None:  # type: ignore[empty-body]
 
 @hookspec(firstresult=True)
 def liteport_quantize(job: Job) -> Result | None:  # type: ignore[empty-body]
-    """Quantize for quantizer ``job.quantizer`` in ``job.mode``; None if not yours."""
+    """Quantize ``job.options["saved_model"]`` in ``job.mode`` with this plugin's quantizer."""
 
 
 @hookspec(firstresult=True)
 def liteport_validate(job: Job) -> Result | None:  # type: ignore[empty-body]
-    """Judge ``job.options["tflite"]`` against the reference for validator ``job.validator``."""
+    """Judge ``job.options["tflite"]`` against the reference with this plugin's validator."""

@@ -1,5 +1,8 @@
 """The plugin manager: loads plugins from the ``liteport`` entry-point group and offers
 typed accessors. Nothing else in liteport calls ``pm.hook`` directly.
+
+Work hooks are dispatched by provider: a convert job goes to the one plugin that registered the
+backend it names (likewise quantizers and validators), so no plugin checks names itself.
 """
 
 from __future__ import annotations
@@ -10,12 +13,12 @@ import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, Callable, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import pluggy
 
 from liteport import hookspecs
-from liteport.errors import PluginError
+from liteport.errors import NotProvided, PluginError
 from liteport.types import BackendInfo, EnvironmentSpec, Job, QuantizerInfo, Result, ValidatorInfo, evolve
 
 GROUP = "liteport"
@@ -194,19 +197,53 @@ class PluginManager:
 
     # -- work hooks (worker side) ----------------------------------------------------------
 
-    def convert(self, job: Job) -> Result | None:
-        return self._call(self._pm.hook.liteport_convert, job)
+    def convert(self, job: Job) -> Result:
+        return self._call(self._work_caller("liteport_convert", job), "liteport_convert", job)
 
-    def quantize(self, job: Job) -> Result | None:
-        return self._call(self._pm.hook.liteport_quantize, job)
+    def quantize(self, job: Job) -> Result:
+        return self._call(self._work_caller("liteport_quantize", job), "liteport_quantize", job)
 
-    def validate(self, job: Job) -> Result | None:
-        return self._call(self._pm.hook.liteport_validate, job)
+    def validate(self, job: Job) -> Result:
+        return self._call(self._work_caller("liteport_validate", job), "liteport_validate", job)
+
+    def providers_called(self, hook_name: str, job: Job) -> list[str]:
+        """The plugins whose ``hook_name`` implementation a call for ``job`` would run."""
+        return [impl.plugin_name for impl in self._work_caller(hook_name, job).get_hookimpls()]
+
+    def _work_caller(self, hook_name: str, job: Job) -> pluggy.HookCaller:
+        """``hook_name`` restricted to the one plugin that registered what ``job`` names."""
+        record: BackendInfo | QuantizerInfo | ValidatorInfo | None
+        if hook_name == "liteport_convert":
+            what, name, record = "backend", job.backend, self.backends().get(job.backend or "")
+        elif hook_name == "liteport_quantize":
+            what, name, record = "quantizer", job.quantizer, self.quantizers().get(job.quantizer or "")
+        else:
+            what, name, record = "validator", job.validator, self.validators().get(job.validator or "")
+        if record is None:
+            raise NotProvided(f"no plugin in this environment provides {what} {name!r} ({self.summary()})")
+        others = [
+            plugin for plugin_name, plugin in self._pm.list_name_plugin() if plugin_name != record.provider
+        ]
+        caller = self._pm.subset_hook_caller(hook_name, remove_plugins=others)
+        if not caller.get_hookimpls():
+            raise NotProvided(
+                f"plugin {record.provider!r} registers {what} {name!r} but implements no {hook_name}"
+            )
+        return caller
 
     @staticmethod
-    def _call(hook: Callable[..., Any], job: Job) -> Result | None:
-        result: Result | None = hook(job=job)
+    def _call(caller: pluggy.HookCaller, hook_name: str, job: Job) -> Result:
+        result: Result | None = caller(job=job)
+        if result is None:
+            provider = caller.get_hookimpls()[0].plugin_name
+            raise NotProvided(f"plugin {provider!r} returned no result from {hook_name}")
         return result
+
+    def summary(self) -> str:
+        """Loaded and failed plugins, in one line."""
+        loaded = ", ".join(e.name for e in self.entries) or "none"
+        broken = "; ".join(f"{f.name}: {f.error}" for f in self.failures)
+        return f"plugins loaded: {loaded}" + (f"; failed: {broken}" if broken else "")
 
 
 def _with_distribution(item: R, distribution: str) -> R:

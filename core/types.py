@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 
 T = TypeVar("T")
 
@@ -48,11 +48,14 @@ def evolve(obj: T, **changes: Any) -> T:
 
 
 MODES = ("fp32", "fp16", "dynamic", "int8", "int16x8", "qat")
-STATUSES = ("ok", "invalid", "failed", "unsupported", "timeout", "crashed", "env_error")
-ERROR_KINDS = (
+
+# Closed vocabularies: a status or error kind outside them fails type-checking.
+Status = Literal["ok", "invalid", "failed", "unsupported", "timeout", "crashed", "env_error"]
+ErrorKind = Literal[
     "bad_input",
     "export_error",
     "unsupported_op",
+    "unsupported_mode",
     "converter_error",
     "quantizer_error",
     "validator_error",
@@ -61,7 +64,9 @@ ERROR_KINDS = (
     "env_error",
     "timeout",
     "crashed",
-)
+]
+STATUSES: tuple[Status, ...] = get_args(Status)
+ERROR_KINDS: tuple[ErrorKind, ...] = get_args(ErrorKind)
 LAYOUTS = ("NCHW", "NHWC")
 
 
@@ -86,7 +91,10 @@ class EnvironmentSpec:
 
 @record
 class BackendInfo:
-    """A converter backend, as registered by ``liteport_backends``."""
+    """A converter backend, as registered by ``liteport_backends``.
+
+    ``environments`` are in order of preference: the chain tries them in that order.
+    """
 
     name: str
     version: str
@@ -97,6 +105,9 @@ class BackendInfo:
     # When set, the convert stage may return artifacts["saved_model"] instead of a .tflite and
     # this quantizer (a liteport_quantize plugin, run in the same environment) makes the .tflite.
     quantizer: str | None = None
+    # Place in the default fallback chain: higher is tried first, ties by name. Built-ins use
+    # 100-300; a third-party backend that should come first declares more.
+    priority: int = 0
     description: str = ""
     provider: str = ""  # filled by the plugin manager: the plugin that registered it
 
@@ -165,7 +176,7 @@ class Job:
 class ErrorInfo:
     """Why a stage did not succeed: a kind from ERROR_KINDS and a one-line message."""
 
-    kind: str
+    kind: ErrorKind
     message: str
     log: str | None = None
     detail: str | None = None  # traceback or long text, shown with --verbose
@@ -175,7 +186,7 @@ class ErrorInfo:
 class Result:
     """What a worker returns for a job."""
 
-    status: str  # one of STATUSES
+    status: Status
     job_id: str = ""
     kind: str = ""
     error: ErrorInfo | None = None
@@ -207,7 +218,7 @@ class Result:
 
 
 def failure(
-    job: Job, kind: str, message: str, *, status: str = "failed", detail: str | None = None
+    job: Job, kind: ErrorKind, message: str, *, status: Status = "failed", detail: str | None = None
 ) -> Result:
     """A failed Result for ``job`` with a one-line message."""
     first_line = message.strip().splitlines()[0] if message.strip() else kind
@@ -217,3 +228,46 @@ def failure(
         kind=job.kind,
         error=ErrorInfo(kind=kind, message=first_line, detail=detail),
     )
+
+
+@record
+class Attempt:
+    """Everything known about one conversion attempt, as reported and journaled."""
+
+    model: str
+    backend: str
+    environment: str
+    mode: str
+    status: Status
+    error: ErrorInfo | None = None
+    metrics: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    facts: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    timings: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    versions: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    lock_hash: str | None = None
+    runtime: str = ""
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    validations: Mapping[str, str] = dataclasses.field(default_factory=dict)  # validator -> status
+    tflite: str | None = None
+    workdir: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def cause(self) -> str:
+        """Short reason for a non-ok attempt: the error kind and its message."""
+        if self.error is None:
+            return ""
+        return f"{self.error.kind}: {self.error.message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return as_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Attempt:
+        fields = dict(data)
+        if fields.get("error") is not None:
+            fields["error"] = ErrorInfo(**fields["error"])
+        return cls(**fields)

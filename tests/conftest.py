@@ -28,6 +28,14 @@ def fake_plugins(monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
+def first_plugins(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A third-party backend that declares a priority above every built-in."""
+    folder = FIXTURES / "plugins_first"
+    _add_plugin_path(monkeypatch, folder)
+    return folder
+
+
+@pytest.fixture
 def broken_plugins(monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = FIXTURES / "plugins_broken"
     _add_plugin_path(monkeypatch, folder)

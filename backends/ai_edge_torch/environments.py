@@ -8,8 +8,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from liteport.errors import EnvironmentBuildError
-from liteport.types import EnvironmentSpec
+from liteport.api import EnvironmentBuildError, EnvironmentSpec
 
 LOCKS = Path(__file__).resolve().parent / "locks"
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from types import TracebackType
 
-from liteport.errors import ConverterError, ExportError, LiteportError, QuantizerError, UnsupportedOp
+from liteport.api import ConverterError, ExportError, LiteportError, QuantizerError, UnsupportedOp
 
 # The FX interpreters lowering one node at a time: litert-torch's and the nightly's odml_torch.
 _LOWERING_FILES = ("litert_torch/backend/export.py", "ai_edge_torch/odml_torch/export.py")

@@ -9,7 +9,7 @@ Environments (locks in ``locks/``, installed with ``pip install --no-deps -r``):
   no TensorFlow), ai-edge-quantizer 0.10, torchao 0.18.
 * ``ai-edge-torch-nightly``: ``ai_edge_torch`` 0.8.0.dev20260122, the last release built on
   tf-nightly (torch.export, odml_torch lowering, then TensorFlow's TFLiteConverter).
-  Importing it takes 5-11 s and loads torch_xla2, whose "jax" device claims to be an
+  Importing it is slow and loads torch_xla2, whose "jax" device claims to be an
   available accelerator and makes every dynamo trace in the process fail (strict
   torch.export, PT2E QAT capture); the PT2E capture below hides that device while it runs.
 
@@ -55,9 +55,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from liteport import __version__
+from liteport.api import BackendInfo, Job, Result, hookimpl
 from liteport.backends.ai_edge_torch.environments import ENVIRONMENTS
-from liteport.hookspecs import hookimpl
-from liteport.types import BackendInfo, Job, Result
 
 NAME = "ai-edge-torch"
 MODES = ("fp32", "fp16", "dynamic", "int8")
@@ -69,6 +68,7 @@ def liteport_backends() -> Iterator[BackendInfo]:
         name=NAME,
         version=__version__,
         environments=ENVIRONMENTS,
+        priority=300,  # the native PyTorch route first
         modes=MODES,
         needs="torch",
         layouts=("NCHW", "NHWC"),
@@ -77,9 +77,7 @@ def liteport_backends() -> Iterator[BackendInfo]:
 
 
 @hookimpl
-def liteport_convert(job: Job) -> Result | None:
-    if job.backend != NAME:
-        return None
+def liteport_convert(job: Job) -> Result:
     from liteport.backends.ai_edge_torch.convert import run  # imports torch and the converter
 
     return run(job)

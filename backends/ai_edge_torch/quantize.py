@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
+from liteport.api import BadInput, ExportError, QuantizerError
 from liteport.backends.ai_edge_torch.failures import one_line
-from liteport.errors import BadInput, ExportError, QuantizerError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """One onnx-tf conversion inside the backend's environment: ONNX -> TensorFlow SavedModel.
 
-Imported only by the convert hook (it imports TensorFlow, 3-5 s, timed separately). The
+Imported only by the convert hook (it imports TensorFlow, timed separately). The
 SavedModel goes to ``<workdir>/saved_model``; the pipeline then runs the ``tflite-ptq``
 quantizer in the same environment to make the .tflite in the job's mode.
 """
@@ -14,10 +14,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from liteport.api import BadInput, Job, LiteportError, Result, parse_ref
 from liteport.backends.onnx_tf import failures
 from liteport.backends.onnx_tf.environments import environment_for
-from liteport.errors import BadInput, LiteportError
-from liteport.types import Job, Result
 
 SAVED_MODEL = "saved_model"
 
@@ -91,8 +90,6 @@ def run(job: Job) -> Result:
 
 def _model_name(job: Job) -> str:
     """The model's display name (``mobilenet_v2``, ``file:factory``), as the other stages print it."""
-    from liteport.modelref import parse_ref  # torch-free
-
     try:
         return parse_ref(job.model.ref).name
     except LiteportError:

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from liteport.errors import EnvironmentBuildError
-from liteport.types import EnvironmentSpec
+from liteport.api import EnvironmentBuildError, EnvironmentSpec
 
 LOCKS = Path(__file__).resolve().parent / "locks"
 
@@ -37,10 +36,9 @@ TF215 = EnvironmentSpec(
     key_packages=KEY_PACKAGES,
     description="onnx-tf 1.10.0 on TensorFlow 2.15.1 (Python 3.11, onnx 1.17)",
 )
-# No EnvironmentSpec.modes limits: fp32, fp16, dynamic, int8 and int16x8 all convert in both
-# environments (measured on tiny_cnn and mobilenet_v2). TF 2.8's int8 and 16x8 files are
-# valid but slow: a current LiteRT runs its int8 MobileNetV2 in ~60 ms against ~6 ms for TF 2.15's.
-ENVIRONMENTS = (TF28, TF215)
+# No EnvironmentSpec.modes limits: every mode converts in both environments. TF 2.8's int8 and
+# 16x8 files are valid but much slower in a current LiteRT (`nox -s bench` prints the figures).
+ENVIRONMENTS = (TF215, TF28)  # in order of preference: the newer TensorFlow is faster, fewer TRANSPOSEs
 
 
 def environment_for(name: str | None) -> EnvironmentSpec:

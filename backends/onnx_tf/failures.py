@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from liteport.errors import ConverterError, LiteportError, UnsupportedOp
+from liteport.api import ConverterError, LiteportError, UnsupportedOp
 
 _MAX_MESSAGE = 240
 UNSUPPORTED_HINT = "rewrite that part of the model with other ops, or try another backend"

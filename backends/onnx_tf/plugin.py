@@ -34,9 +34,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from liteport import __version__
+from liteport.api import BackendInfo, Job, Result, hookimpl
 from liteport.backends.onnx_tf.environments import ENVIRONMENTS
-from liteport.hookspecs import hookimpl
-from liteport.types import BackendInfo, Job, Result
 
 NAME = "onnx-tf"
 MODES = ("fp32", "fp16", "dynamic", "int8", "int16x8")
@@ -48,6 +47,7 @@ def liteport_backends() -> Iterator[BackendInfo]:
         name=NAME,
         version=__version__,
         environments=ENVIRONMENTS,
+        priority=200,  # the ONNX route after the native one
         modes=MODES,
         needs="onnx",
         layouts=("NCHW",),
@@ -57,9 +57,7 @@ def liteport_backends() -> Iterator[BackendInfo]:
 
 
 @hookimpl
-def liteport_convert(job: Job) -> Result | None:
-    if job.backend != NAME:
-        return None
+def liteport_convert(job: Job) -> Result:
     from liteport.backends.onnx_tf.convert import run  # imports onnx, onnx-tf and TensorFlow
 
     return run(job)

@@ -8,13 +8,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from liteport import qat_reference
+from liteport.api import TFLITE, BadInput, Job, Result, load_model
+from liteport.api import qat as qat_reference
 from liteport.backends.qat_transplant import lower, writer
 from liteport.backends.qat_transplant.environments import QAT_TORCH
-from liteport.errors import BadInput
-from liteport.modelref import load_model
-from liteport.types import Job, Result
-from liteport.workfiles import TFLITE
 
 
 def run(job: Job) -> Result:

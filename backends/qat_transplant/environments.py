@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from liteport.types import EnvironmentSpec
+from liteport.api import EnvironmentSpec
 
 LOCKS = Path(__file__).resolve().parent / "locks"
 

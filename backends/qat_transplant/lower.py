@@ -1,7 +1,7 @@
 """Lower PyTorch's converted int8 model, node by node, to the transplant's int8 TFLite graph.
 
 Input: the ``torch.fx`` trace of the ``convert``-ed model with every node's output recorded
-(``liteport.qat_reference.trace``). Shapes come from the recorded outputs; every quantization
+(``liteport.stages.qat_reference.trace``). Shapes come from the recorded outputs; every quantization
 parameter comes from the quantized modules themselves (a conv's ``scale``/``zero_point``, its
 ``weight()``'s per-channel scales, a ``QFunctional`` op's ``scale`` argument, a ``Quantize``
 stub's), or is inherited from the input for ops PyTorch runs at the input's parameters (ReLU,
@@ -28,10 +28,9 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
+from liteport.api import UnsupportedOp, qat
 from liteport.backends.qat_transplant import qmath
 from liteport.backends.qat_transplant.ir import Graph, Op, QTensor
-from liteport.errors import UnsupportedOp
-from liteport.qat_reference import Traced, int8_zero_point
 
 SUPPORTED = (
     "QuantStub/DeQuantStub, Conv2d (incl. depthwise, strided, dilated, fused BN/ReLU), Linear (+ReLU), "
@@ -45,7 +44,7 @@ _RESHAPE_METHODS = ("flatten", "view", "reshape")
 _ALIAS_METHODS = ("contiguous", "dequantize")
 
 
-def lower(traced: Traced, model: str, nchw_io: bool = True) -> Graph:
+def lower(traced: qat.Traced, model: str, nchw_io: bool = True) -> Graph:
     """The int8 TFLite graph of ``traced``; raises UnsupportedOp naming every unsupported node."""
     return _Lowering(traced, model, nchw_io).run()
 
@@ -74,7 +73,7 @@ def check_supported(
 
 
 class _Lowering:
-    def __init__(self, traced: Traced, model: str, nchw_io: bool) -> None:
+    def __init__(self, traced: qat.Traced, model: str, nchw_io: bool) -> None:
         self.traced = traced
         self.model = model
         self.nchw_io = nchw_io
@@ -210,7 +209,7 @@ class _Lowering:
                 shape=shape or qmath.nhwc_shape(value.shape),
                 dtype="int8",
                 scale=[float(scale)],
-                zero_point=[int8_zero_point(int(zero_point), str(value.dtype))],
+                zero_point=[qat.int8_zero_point(int(zero_point), str(value.dtype))],
             )
         )
 

@@ -8,7 +8,7 @@ ONNX route loses them), so this backend writes the int8 graph itself:
    (``prepare_qat``, fake-quant modules, trained) or already ``convert``-ed. Anything else is
    ``bad_input``.
 2. **PyTorch's int8 model**: ``torch.ao.quantization.convert`` of a deep copy
-   (``liteport.qat_reference.to_int8``). ``convert`` folds BatchNorm into the conv weights and
+   (``liteport.stages.qat_reference.to_int8``). ``convert`` folds BatchNorm into the conv weights and
    quantizes them with the trained weight fake-quant's scales, exactly as PyTorch deploys it.
 3. **Extraction**: ``torch.fx`` traces the converted model (quantized modules stay leaves) and
    runs it once on the example inputs, for shapes. Every parameter comes from PyTorch's
@@ -49,9 +49,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from liteport import __version__
+from liteport.api import BackendInfo, Job, Result, hookimpl
 from liteport.backends.qat_transplant.environments import ENVIRONMENTS
-from liteport.hookspecs import hookimpl
-from liteport.types import BackendInfo, Job, Result
 
 NAME = "qat-transplant"
 
@@ -62,6 +61,7 @@ def liteport_backends() -> Iterator[BackendInfo]:
         name=NAME,
         version=__version__,
         environments=ENVIRONMENTS,
+        priority=100,  # qat only, so its place hardly matters
         modes=("qat",),
         needs="qat",
         layouts=("NCHW", "NHWC"),
@@ -70,9 +70,7 @@ def liteport_backends() -> Iterator[BackendInfo]:
 
 
 @hookimpl
-def liteport_convert(job: Job) -> Result | None:
-    if job.backend != NAME:
-        return None
+def liteport_convert(job: Job) -> Result:
     from liteport.backends.qat_transplant.convert import run  # imports torch
 
     return run(job)

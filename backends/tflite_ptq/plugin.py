@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from liteport import __version__
-from liteport.hookspecs import hookimpl
-from liteport.types import Job, QuantizerInfo, Result
+from liteport.api import Job, QuantizerInfo, Result, hookimpl
 
 NAME = "tflite-ptq"
 MODES = ("fp32", "fp16", "dynamic", "int8", "int16x8")
@@ -31,9 +30,7 @@ def liteport_quantizers() -> Iterator[QuantizerInfo]:
 
 
 @hookimpl
-def liteport_quantize(job: Job) -> Result | None:
-    if job.quantizer != NAME:
-        return None
+def liteport_quantize(job: Job) -> Result:
     from liteport.backends.tflite_ptq.quantize import run  # imports TensorFlow
 
     return run(job)

@@ -32,9 +32,17 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from liteport.errors import BadInput, ConverterError, LiteportError, QuantizerError, UnsupportedOp
-from liteport.types import Job, Result
-from liteport.workfiles import TFLITE
+from liteport.api import (
+    TFLITE,
+    BadInput,
+    ConverterError,
+    Job,
+    LiteportError,
+    QuantizerError,
+    Result,
+    UnsupportedOp,
+    parse_ref,
+)
 
 _MAX_MESSAGE = 240
 CALIBRATED = ("int8", "int16x8")
@@ -183,8 +191,6 @@ def _fits(sample: tuple[int, ...], shape: tuple[int, ...]) -> bool:
 
 
 def _model_name(job: Job) -> str:
-    from liteport.modelref import parse_ref  # torch-free
-
     try:
         return parse_ref(job.model.ref).name
     except LiteportError:

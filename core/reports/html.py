@@ -9,7 +9,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from liteport.reports import STATUS_ORDER, cell_index, short_summary
+from liteport.reports.document import STATUS_ORDER, cell_index, short_summary
 
 COLORS = {
     "ok": "#2e9e4f",

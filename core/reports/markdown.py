@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from liteport.reports import cell_index, short_summary
+from liteport.reports.document import cell_index, short_summary
 
 ICON = {
     "ok": "✅",

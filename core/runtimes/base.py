@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Protocol
 
-from liteport.types import EnvironmentSpec, ErrorInfo, Job, Result
+from liteport.types import EnvironmentSpec, ErrorInfo, ErrorKind, Job, Result, Status
 
 Progress = Callable[[str], None]
 
-# A worker that has not said "ready" by then is broken (TensorFlow imports take 3-11 s).
+# A worker that has not said "ready" by then is broken (converter imports take seconds, not minutes).
 READY_TIMEOUT_S = 300.0
 
 
@@ -28,7 +28,7 @@ class EnvironmentHandle:
     """A materialised environment: how to start a worker in it, and its provenance."""
 
     spec: EnvironmentSpec
-    argv: tuple[str, ...]  # command that starts ``python -m liteport.worker``
+    argv: tuple[str, ...]  # command that starts ``python -m liteport.stages.worker``
     lock_hash: str
     location: str  # venv path, image id, or "current interpreter"
     env: Mapping[str, str] | None = None  # environment variables for the worker
@@ -197,13 +197,15 @@ def describe_exit(code: int | None) -> str:
     if code is None:
         return "unknown exit"
     if code < 0:
-        sig = signal.Signals(-code).name
-        hint = " (likely out of memory)" if sig == "SIGKILL" else ""
-        return f"killed by {sig}{hint}"
+        # Only the kernel or the container engine can say a kill was out of memory; the docker
+        # runtime asks the engine. A bare SIGKILL may be the OOM killer, a user or a supervisor.
+        return f"killed by {signal.Signals(-code).name}"
     return f"exit code {code}"
 
 
-def _host_failure(job: Job, status: str, kind: str, message: str, elapsed: float | None = None) -> Result:
+def _host_failure(
+    job: Job, status: Status, kind: ErrorKind, message: str, elapsed: float | None = None
+) -> Result:
     timings = {f"{job.kind}_s": round(elapsed, 4)} if elapsed is not None else {}
     return Result(
         status=status,
@@ -215,7 +217,7 @@ def _host_failure(job: Job, status: str, kind: str, message: str, elapsed: float
 
 
 def worker_argv(python: str) -> tuple[str, ...]:
-    return (python, "-m", "liteport.worker")
+    return (python, "-m", "liteport.stages.worker")
 
 
 def stamp(handle: EnvironmentHandle, result: Result) -> Result:

@@ -1,7 +1,8 @@
+# Over 400 lines on purpose: one runtime whose container flags, mounts and worker I/O change together.
 """The docker runtime: every environment is an image, every worker a locked-down container.
 
 ``ensure`` builds ``liteport/<env>:<lockhash>`` with the Docker SDK when it is missing or was
-built from another liteport source (see liteport.images). The handle's argv starts a small
+built from another liteport source (see liteport.runtimes.images). The handle's argv starts a small
 host-side launcher, ``python -m liteport.runtimes.docker``, which speaks the same JSON-lines
 protocol as a worker, so the core's WorkerSession (timeouts, restarts) is used unchanged:
 
@@ -38,6 +39,7 @@ from typing import IO, Any
 
 from liteport.errors import EnvironmentBuildError
 from liteport.runtimes.base import EnvironmentHandle, Progress, lock_hash, pump_lines
+from liteport.runtimes.images import build_image, image_status, image_tag
 from liteport.types import EnvironmentSpec
 
 CONTAINER_USER = "10001:10001"  # the image's non-root user, used when the host user is root
@@ -102,13 +104,9 @@ class DockerRuntime:
         docker_cli()
 
     def status(self, spec: EnvironmentSpec) -> str:
-        from liteport.images import image_status
-
         return image_status(self.client, spec)[0]
 
     def ensure(self, spec: EnvironmentSpec, progress: Progress) -> EnvironmentHandle:
-        from liteport.images import build_image, image_status, image_tag
-
         status, image = image_status(self.client, spec)
         if status == "built":
             image_id = str(image.id)
@@ -352,7 +350,7 @@ class Launcher:
             "liteport.runtimes.docker_guard",
             "python",
             "-m",
-            "liteport.worker",
+            "liteport.stages.worker",
         ]
 
     def _relay(self, line: str, job: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """In-container supervisor of the worker: ``python -m liteport.runtimes.docker_guard CMD...``.
 
 The docker runtime starts every container with this guard in front of ``python -m
-liteport.worker``. It forwards the JSON-lines protocol unchanged and adds what a container
+liteport.stages.worker``. It forwards the JSON-lines protocol unchanged and adds what a container
 needs and a plain subprocess gets from its parent:
 
 * **kill on detach**: when the host side goes away (the runtime killed it at a timeout),
@@ -215,7 +215,7 @@ def _pump(stream: IO[str] | None, lines: queue.Queue[str | None]) -> None:
 def main(argv: list[str] | None = None) -> None:
     command = list(sys.argv[1:] if argv is None else argv)
     if not command:
-        command = [sys.executable, "-m", "liteport.worker"]
+        command = [sys.executable, "-m", "liteport.stages.worker"]
     sys.exit(Guard(command, sys.stdin, sys.stdout).run())
 
 

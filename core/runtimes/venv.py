@@ -2,26 +2,29 @@
 
 ``<cache>/envs/<env>-<lockhash>`` is built in a temporary folder and renamed into place
 only when complete, under a file lock, so a half-built or concurrently built environment is
-never used. A changed lock gives a new hash and so a new environment.
+never used. A changed lock gives a new hash and so a new environment. The environment holds
+only its lock; liteport and plugin code reach the worker through an overlay (``overlay.py``),
+so every liteport install on the machine shares the environment without touching it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
 from liteport.errors import EnvironmentBuildError
-from liteport.interpreters import find_python
-from liteport.runtimes.base import EnvironmentHandle, Progress, lock_hash, worker_argv
+from liteport.runtimes.base import EnvironmentHandle, Progress, lock_hash, read_lock, worker_argv
+from liteport.runtimes.interpreters import find_python
+from liteport.runtimes.overlay import ensure_overlay
 from liteport.types import EnvironmentSpec
 
 MARKER = ".liteport-env.json"  # written last: its presence means the environment is complete
@@ -58,12 +61,14 @@ class VenvRuntime:
             with self._build_lock(spec, progress):
                 if not (target / MARKER).exists():  # another process may have finished it meanwhile
                     self._build(spec, target, progress)
-        self._refresh_project(spec, target, progress)
+        overlay = ensure_overlay(self.cache_dir, ("liteport", *spec.distributions), progress)
+        path = os.pathsep.join(filter(None, [str(overlay), os.environ.get("PYTHONPATH")]))
         return EnvironmentHandle(
             spec=spec,
             argv=worker_argv(str(target / "bin" / "python")),
             lock_hash=lock_hash(spec),
             location=str(target),
+            env={"PYTHONPATH": path},
         )
 
     def remove(self, spec: EnvironmentSpec) -> list[Path]:
@@ -80,16 +85,16 @@ class VenvRuntime:
     def _build_lock(self, spec: EnvironmentSpec, progress: Progress) -> Iterator[None]:
         locks = self.envs_dir / ".locks"
         locks.mkdir(parents=True, exist_ok=True)
-        with open(locks / f"{spec.name}.lock", "w") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                progress(f"waiting for another process that is building {spec.name}")
-                fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        lock = FileLock(str(locks / f"{spec.name}.lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            progress(f"waiting for another process that is building {spec.name}")
+            lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
 
     def _build(self, spec: EnvironmentSpec, target: Path, progress: Progress) -> None:
         python = find_python(spec.python)
@@ -109,7 +114,6 @@ class VenvRuntime:
                 install.append("--no-deps")
             progress(f"installing {_count_pins(spec)} pinned packages into {spec.name}")
             _run([*install, "-r", spec.lock], log, f"install the lock {spec.lock}")
-            _install_project(staging, log, spec)
             freeze = subprocess.run(
                 [str(staging / "bin" / "python"), "-m", "pip", "freeze", "--all"],
                 capture_output=True,
@@ -123,7 +127,6 @@ class VenvRuntime:
                 "lock": spec.lock,
                 "lock_hash": lock_hash(spec),
                 "build_seconds": round(time.perf_counter() - started, 1),
-                "project": _project_fingerprint(spec),
             }
             (staging / MARKER).write_text(json.dumps(info, indent=2), encoding="utf-8")
             if target.exists():  # leftover without a marker: an interrupted older build
@@ -134,23 +137,6 @@ class VenvRuntime:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         progress(f"built {spec.name} in {time.perf_counter() - started:.0f} s")
-
-    def _refresh_project(self, spec: EnvironmentSpec, target: Path, progress: Progress) -> None:
-        """Reinstall liteport into a built environment when its entry points or source moved."""
-        marker = target / MARKER
-        info = json.loads(marker.read_text(encoding="utf-8"))
-        fingerprint = _project_fingerprint(spec)
-        if info.get("project") == fingerprint:
-            return
-        with self._build_lock(spec, progress):
-            info = json.loads(marker.read_text(encoding="utf-8"))
-            if info.get("project") == fingerprint:
-                return
-            progress(f"updating liteport inside {spec.name}")
-            log = self.cache_dir / "logs" / f"build-{target.name}.log"
-            _install_project(target, log, spec)
-            info["project"] = fingerprint
-            marker.write_text(json.dumps(info, indent=2), encoding="utf-8")
 
 
 def _relocate_scripts(staging: Path, target: Path) -> None:
@@ -168,8 +154,6 @@ def _relocate_scripts(staging: Path, target: Path) -> None:
 
 
 def _count_pins(spec: EnvironmentSpec) -> int:
-    from liteport.runtimes.base import read_lock
-
     return len(read_lock(spec))
 
 
@@ -183,56 +167,3 @@ def _run(argv: list[str], log: Path, what: str) -> None:
         raise EnvironmentBuildError(
             f"could not {what}: exit {code}: {tail[0][:300]}", hint=f"full log: {log}"
         )
-
-
-def _project_source(name: str = "liteport") -> tuple[list[str], str]:
-    """pip arguments that install host distribution ``name`` into another environment, and a label."""
-    dist = _installed(name)
-    direct = dist.read_text("direct_url.json")
-    if direct:
-        data = json.loads(direct)
-        url = str(data.get("url", ""))
-        if url.startswith("file://"):
-            path = url[len("file://") :]
-            if data.get("dir_info", {}).get("editable"):
-                return ["-e", path], f"editable:{path}"
-            return [path], f"dir:{path}"
-    return [f"{name}=={dist.version}"], f"index:{dist.version}"
-
-
-def _installed(name: str) -> metadata.Distribution:
-    """The installed distribution; a source tree's stray ``*.egg-info`` is not it."""
-    found = list(metadata.distributions(name=name))
-    if not found:
-        raise EnvironmentBuildError(f"{name} is not installed on the host", hint=f"pip install {name}")
-    return next((d for d in found if d.read_text("direct_url.json")), found[0])
-
-
-def _project_fingerprint(spec: EnvironmentSpec | None = None) -> str:
-    """What decides the liteport layer of an environment: liteport and the plugin distributions."""
-    parts = []
-    for name in ("liteport", *(spec.distributions if spec else ())):
-        dist = _installed(name)
-        _, label = _project_source(name)
-        parts.append(f"{name}|{label}|{dist.version}|{dist.read_text('entry_points.txt') or ''}")
-    return "\n".join(parts)
-
-
-def _install_project(venv: Path, log: Path, spec: EnvironmentSpec | None = None) -> None:
-    """Install liteport, and the plugin distributions the environment needs, without dependencies."""
-    args: list[str] = []
-    for name in ("liteport", *(spec.distributions if spec else ())):
-        args += _project_source(name)[0]
-    _run(
-        [
-            str(venv / "bin" / "python"),
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "--no-deps",
-            *args,
-        ],
-        log,
-        "install liteport and its plugins",
-    )

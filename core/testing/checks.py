@@ -20,6 +20,7 @@ from typing import Any
 import pluggy
 
 from liteport import hookspecs
+from liteport.plugins import PluginManager
 from liteport.types import (
     ERROR_KINDS,
     LAYOUTS,
@@ -29,6 +30,7 @@ from liteport.types import (
     ErrorInfo,
     Job,
     ModelSpec,
+    Result,
 )
 
 NEEDS = ("torch", "onnx", "qat")
@@ -205,27 +207,55 @@ def hook_problems(plugin: Any, label: str) -> list[str]:
     return problems
 
 
-def foreign_job_problems(plugin: Any, label: str, workdir: str) -> list[str]:
-    """``liteport_convert`` must return None, cheaply, for a job that names another backend."""
-    convert = getattr(plugin, "liteport_convert", None)
-    if not callable(convert):
-        return []
-    job = Job(
-        kind="convert",
-        id="conformance",
-        workdir=workdir,
-        model=ModelSpec(ref="zoo:tiny_cnn"),
-        backend="liteport-conformance-nobody",
-    )
+def dispatch_problems(plugin: Any, backend: BackendInfo, label: str, workdir: str) -> list[str]:
+    """The manager hands ``plugin`` the jobs of its own backend and no one else's.
+
+    The plugin is registered beside a decoy plugin that provides another backend; a job for each
+    backend must be routed to its own provider's ``liteport_convert`` only (no hook body runs).
+    """
+    manager = PluginManager()
+    decoy = _Decoy()
     try:
-        answer = convert(job=job)
+        manager.register(plugin, name=backend.provider or "conformance")
+        manager.register(decoy, name="liteport-conformance-decoy")
     except Exception as exc:
-        return [
-            f"{label}: liteport_convert raised {type(exc).__name__} for another backend's job; return None"
-        ]
-    if answer is not None:
-        return [f"{label}: liteport_convert answered a job for backend {job.backend!r}; return None for it"]
-    return []
+        return [f"{label}: the plugin cannot be registered beside another plugin: {exc}"]
+    problems = []
+    for job_backend, expected in (
+        (backend.name, backend.provider or "conformance"),
+        (_Decoy.NAME, "liteport-conformance-decoy"),
+    ):
+        called = manager.providers_called(
+            "liteport_convert",
+            Job(
+                kind="convert",
+                id="conformance",
+                workdir=workdir,
+                model=ModelSpec(ref="zoo:tiny_cnn"),
+                backend=job_backend,
+            ),
+        )
+        if called != [expected]:
+            problems.append(
+                f"{label}: a convert job for backend {job_backend!r} would reach {called or 'no plugin'}, "
+                f"not only {expected!r} (does the plugin register {backend.name!r} under another name?)"
+            )
+    return problems
+
+
+class _Decoy:
+    """A plugin that provides one backend of its own; its convert hook must only see that backend's jobs."""
+
+    NAME = "liteport-conformance-decoy"
+
+    @hookspecs.hookimpl
+    def liteport_backends(self) -> Iterable[BackendInfo]:
+        env = EnvironmentSpec(name="liteport-conformance-decoy-env", python="3.11", lock="")
+        yield BackendInfo(name=self.NAME, version="0", environments=(env,), modes=("fp32",))
+
+    @hookspecs.hookimpl
+    def liteport_convert(self, job: Job) -> Result:
+        raise AssertionError("the dispatch check only routes jobs; it never runs a conversion")
 
 
 def registration_import_problems(provider: str, label: str) -> list[str]:

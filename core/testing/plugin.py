@@ -16,6 +16,8 @@ import pytest
 
 from liteport.pipeline import Engine
 from liteport.plugins import PluginManager, get_plugin_manager
+from liteport.runtimes.local import LocalRuntime
+from liteport.runtimes.venv import VenvRuntime
 from liteport.types import BackendInfo, EnvironmentSpec
 
 SUITE = Path(__file__).with_name("suite.py")
@@ -177,11 +179,7 @@ def liteport_backend(liteport_plugin_manager: PluginManager, liteport_backend_na
 def liteport_runtime(pytestconfig: pytest.Config) -> Any:
     """The runtime conversions run in: ``--liteport-runtime venv`` (default) or ``local``."""
     if pytestconfig.getoption("--liteport-runtime") == "local":
-        from liteport.runtimes.local import LocalRuntime
-
         return LocalRuntime()
-    from liteport.runtimes.venv import VenvRuntime
-
     return VenvRuntime()
 
 

@@ -35,7 +35,7 @@ def test_registration_record_is_valid(
 
 
 def test_hooks_match_the_specs(liteport_backend: BackendInfo, tmp_path: Path) -> None:
-    """The plugin's hooks carry @hookimpl, the spec's argument names, and pass pluggy's validation."""
+    """Hooks carry @hookimpl and the spec's argument names, and jobs reach only their provider."""
     label = f"plugin {liteport_backend.provider!r} (backend {liteport_backend.name!r})"
     try:
         plugin = checks.plugin_object(liteport_backend.provider)
@@ -44,7 +44,7 @@ def test_hooks_match_the_specs(liteport_backend: BackendInfo, tmp_path: Path) ->
             f"{label}: {exc}; register backends through the 'liteport' entry-point group", pytrace=False
         )
     problems = checks.hook_problems(plugin, label)
-    problems += checks.foreign_job_problems(plugin, label, str(tmp_path))
+    problems += checks.dispatch_problems(plugin, liteport_backend, label, str(tmp_path))
     problems += checks.registration_import_problems(liteport_backend.provider, label)
     _fail_on(problems)
 

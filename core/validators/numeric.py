@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 from liteport.errors import ValidatorError
 from liteport.hookspecs import hookimpl
-from liteport.thresholds import Thresholds, default_thresholds, judge
-from liteport.types import LAYOUTS, MODES, EnvironmentSpec, ErrorInfo, Job, Result, ValidatorInfo
-from liteport.workfiles import REFERENCE_NPZ, TFLITE
+from liteport.stages.workfiles import REFERENCE_NPZ, TFLITE
+from liteport.types import LAYOUTS, MODES, EnvironmentSpec, ErrorInfo, Job, Result, Status, ValidatorInfo
+from liteport.validators.thresholds import Thresholds, default_thresholds, judge
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -70,9 +70,7 @@ def liteport_validators() -> list[ValidatorInfo]:
 
 
 @hookimpl
-def liteport_validate(job: Job) -> Result | None:
-    if job.validator != NAME:
-        return None
+def liteport_validate(job: Job) -> Result:
     return _Validation(job).run()
 
 
@@ -98,7 +96,7 @@ class _Validation:
         self.num_threads = int(opts.get("num_threads") or 1)
 
     def run(self) -> Result:
-        from liteport.validators import metrics, tflite_facts
+        from liteport.validators import metrics, tflite_facts  # numpy: not on the host at registration
 
         started = time.perf_counter()
         if not self.tflite.is_file():
@@ -241,7 +239,7 @@ class _Validation:
 
     def _result(
         self,
-        status: str,
+        status: Status,
         facts: dict[str, Any],
         result_metrics: dict[str, Any],
         started: float,

@@ -2,7 +2,7 @@
 
 Runs on ``--quant qat`` attempts, in the shared ``litert-runtime`` environment (the numeric
 validator's), beside the numeric validator. It reads what the reference stage wrote for an
-eager QAT model next to ``reference.npz`` (``liteport.qat_reference``): ``qparams.json``
+eager QAT model next to ``reference.npz`` (``liteport.stages.qat_reference``): ``qparams.json``
 (every quantized tensor of PyTorch's ``convert``-ed model, as it ran) and
 ``reference_int8.npz`` (that int8 model's outputs on the validation inputs).
 
@@ -36,7 +36,7 @@ from typing import Any
 
 from liteport.errors import ValidatorError
 from liteport.hookspecs import hookimpl
-from liteport.qat_reference import (
+from liteport.stages.qat_reference import (
     QPARAMS_JSON,
     REFERENCE_INT8_NPZ,
     ZERO_POINT_SHIFT,
@@ -44,7 +44,7 @@ from liteport.qat_reference import (
     scales_match,
 )
 from liteport.types import ErrorInfo, Job, Result, ValidatorInfo
-from liteport.validators.numeric import environment
+from liteport.validators.numeric import _load_reference, environment
 
 NAME = "qparams"
 VERSION = "0.1.0"
@@ -69,9 +69,7 @@ def liteport_validators() -> list[ValidatorInfo]:
 
 
 @hookimpl
-def liteport_validate(job: Job) -> Result | None:
-    if job.validator != NAME:
-        return None
+def liteport_validate(job: Job) -> Result:
     return _validate(job)
 
 
@@ -210,8 +208,7 @@ def _agreement(
     import numpy as np
     from ai_edge_litert.interpreter import Interpreter
 
-    from liteport.validators import metrics
-    from liteport.validators.numeric import _load_reference
+    from liteport.validators import metrics  # numpy: not on the host at registration
 
     inputs, _ = _load_reference(reference)
     with np.load(int8_npz, allow_pickle=False) as data:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Callable
 
+from liteport.errors import BadInput
+
 if TYPE_CHECKING:
     import torch
 
@@ -115,8 +117,6 @@ def describe() -> list[tuple[str, str, tuple[tuple[int, ...], ...]]]:
 def get(name: str) -> Factory:
     """The factory of zoo model ``name``; raises BadInput naming the known models."""
     if name not in MODELS:
-        from liteport.errors import BadInput
-
         raise BadInput(f"unknown zoo model {name!r}", hint=f"known: {', '.join(MODELS)}")
     if MODELS[name].get("qat"):
         from liteport.zoo.qat import ZOO as factories  # imports torch

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from liteport.attempts import Attempt
 from liteport.pipeline import Engine
-from liteport.types import ModelSpec
+from liteport.types import Attempt, ModelSpec
 
 ENVIRONMENTS = ["litert-torch-0.10", "ai-edge-torch-nightly"]
 

@@ -18,14 +18,13 @@ from typing import Any
 
 import pytest
 
-from liteport.attempts import Attempt
-from liteport.environments import REFERENCE_ENV
 from liteport.errors import EnvironmentBuildError
 from liteport.pipeline import Engine
 from liteport.plugins import get_plugin_manager
 from liteport.runtimes.base import WorkerSession
 from liteport.runtimes.venv import VenvRuntime
-from liteport.types import EnvironmentSpec, Job, ModelSpec, Result
+from liteport.stages.environment import REFERENCE_ENV
+from liteport.types import Attempt, EnvironmentSpec, Job, ModelSpec, Result
 
 PROBE_PLUGINS = Path(__file__).parents[1] / "fixtures" / "plugins_docker"
 
@@ -185,8 +184,8 @@ def _attempt(runtime: Any, work: Path) -> Attempt:
 
 
 def test_venv_and_docker_give_equal_metrics_and_docker_records_the_image(client: Any, tmp_path: Path) -> None:
-    from liteport.images import image_tag
     from liteport.runtimes.docker import DockerRuntime
+    from liteport.runtimes.images import image_tag
 
     venv = _attempt(VenvRuntime(), tmp_path / "venv")
     docker = _attempt(DockerRuntime(), tmp_path / "docker")

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from liteport.attempts import Attempt
 from liteport.backends.onnx_tf import failures
 from liteport.backends.tflite_ptq import quantize
 from liteport.pipeline import Engine
-from liteport.types import ModelSpec
+from liteport.types import Attempt, ModelSpec
 
 ENVIRONMENTS = ["onnx-tf-tf2.8", "onnx-tf-tf2.15"]
 MODES = ["fp32", "fp16", "dynamic", "int8", "int16x8"]

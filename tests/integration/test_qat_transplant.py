@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest
 
-from liteport.attempts import Attempt
 from liteport.pipeline import Engine
-from liteport.types import Job, ModelSpec, Result
+from liteport.types import Attempt, Job, ModelSpec, Result
 
 MODELS = ["tiny_cnn_qat", "mobilenet_v2_qat", "resnet_qat"]
 ROWS: dict[tuple[str, str], dict[str, Any]] = {}

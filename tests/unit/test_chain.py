@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from liteport.attempts import Attempt
 from liteport.chain import choose, configured_chain, default_candidates, resolve
 from liteport.errors import UsageError
 from liteport.plugins import get_plugin_manager
+from liteport.types import Attempt
 
 
 def _liteport(*args: str) -> subprocess.CompletedProcess[str]:
@@ -93,3 +93,13 @@ def test_pick_measures() -> None:
     assert choose([a, b], "smallest") is a
     assert choose([a, b], "most-accurate") is b
     assert choose([bad], "first") is None
+
+
+def test_a_third_party_backend_places_itself_first_by_its_priority(
+    fake_plugins: Path, first_plugins: Path
+) -> None:
+    backends = get_plugin_manager().backends()
+    assert backends["first"].provider == "first"
+    order = [b.name for b, _ in default_candidates(backends, "fp32")]
+    assert order[0] == "first", order
+    assert order.index("fake") > order.index("onnx-tf"), "priority 0 comes after the built-ins"

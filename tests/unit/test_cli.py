@@ -19,7 +19,7 @@ def _liteport(*args: str, cwd: Path | None = None) -> subprocess.CompletedProces
 def test_backends_lists_builtins_without_importing_torch_or_tensorflow(cache_dir: Path) -> None:
     script = textwrap.dedent("""
         import sys
-        from liteport.cli import run
+        from liteport.cli.main import run
         code = run(["backends"])
         heavy = ("torch", "tensorflow", "ai_edge_litert", "litert_torch", "numpy")
         heavy = [m for m in heavy if m in sys.modules]

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from liteport.journal import Journal, merge
-from liteport.matrix import Cell, parse_shard, shard
+from liteport.matrix.cells import Cell, parse_shard, shard
+from liteport.matrix.journal import Journal, merge
 from liteport.reports import build
 
 MATRIX = [

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from liteport import workfiles
 from liteport.errors import BadInput
-from liteport.modelref import load_input_samples, load_model, model_hash, parse_ref
-from liteport.reference import run_reference
+from liteport.stages import workfiles
+from liteport.stages.modelref import load_model, model_hash, parse_ref
+from liteport.stages.reference import run_reference
+from liteport.stages.tensors import load_input_samples
 from liteport.types import Job, ModelSpec
 
 MODEL = """
@@ -373,7 +374,7 @@ def test_model_hash_tracks_sources(tmp_path: Path, net_file: Path) -> None:
 def test_model_hash_of_module_and_no_torch(tmp_path: Path, net_file: Path) -> None:
     script = f"""
 import sys
-from liteport.modelref import model_hash, parse_ref
+from liteport.stages.modelref import model_hash, parse_ref
 from liteport.types import ModelSpec
 sys.path.insert(0, {str(tmp_path)!r})
 print(model_hash(ModelSpec(ref="net:build")))

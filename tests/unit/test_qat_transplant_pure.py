@@ -13,7 +13,7 @@ from torch import nn
 
 from liteport.backends.qat_transplant import qmath
 from liteport.errors import BadInput, UnsupportedOp
-from liteport.qat_reference import (
+from liteport.stages.qat_reference import (
     int8_zero_point,
     is_eager_qat,
     pick_engine,

@@ -8,8 +8,8 @@ import math
 import pytest
 
 from liteport.errors import UsageError
-from liteport.thresholds import Thresholds, default_thresholds, judge, parse_overrides
 from liteport.types import MODES
+from liteport.validators.thresholds import Thresholds, default_thresholds, judge, parse_overrides
 
 
 def test_defaults_cover_every_mode() -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from liteport.errors import EnvironmentBuildError
-from liteport.interpreters import find_python
 from liteport.runtimes.base import WorkerSession, lock_hash
+from liteport.runtimes.interpreters import find_python
 from liteport.runtimes.venv import MARKER, VenvRuntime
 from liteport.types import EnvironmentSpec, Job, ModelSpec
 
@@ -123,3 +123,62 @@ def test_missing_interpreter_says_how_to_get_one(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(EnvironmentBuildError, match="LITEPORT_PYTHON_2_1"):
         find_python("2.1")
     find_python.cache_clear()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _second_install(tmp_path: Path) -> Path:
+    """Another liteport install (a changed copy of this checkout in its own venv), like a CI clone."""
+    source = tmp_path / "other-checkout"
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_bytes((ROOT / name).read_bytes())
+    for tree in ("core", "backends"):
+        subprocess.run(["cp", "-r", str(ROOT / tree), str(source / tree)], check=True)
+    with open(source / "core" / "__init__.py", "a", encoding="utf-8") as init:
+        init.write("# this install differs from the first one\n")
+    venv = tmp_path / "other-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(source)], check=True)
+    return venv / "bin" / "python"
+
+
+def test_two_installs_share_an_environment_without_touching_it(
+    tmp_path: Path, cache_dir: Path, fake_plugins: Path
+) -> None:
+    spec = _spec(tmp_path)
+    script = (
+        "import json, sys; from pathlib import Path\n"
+        "from liteport.runtimes.base import WorkerSession\n"
+        "from liteport.runtimes.venv import VenvRuntime\n"
+        "from liteport.types import EnvironmentSpec, Job, ModelSpec\n"
+        f"spec = EnvironmentSpec(name='tiny', python='3.11', lock={spec.lock!r})\n"
+        f"handle = VenvRuntime(Path({str(cache_dir)!r})).ensure(spec, print)\n"
+        "session = WorkerSession(handle)\n"
+        "job = Job(kind='convert', id='1', workdir=sys.argv[1], model=ModelSpec(ref='zoo:x'),"
+        " backend='fake')\n"
+        "for _ in range(3):\n"
+        "    result = session.run(job, timeout=300, log=None)\n"
+        "    print('RESULT', result.status, handle.env['PYTHONPATH'].split(':')[0])\n"
+        "session.close()\n"
+    )
+    pythons = [sys.executable, str(_second_install(tmp_path))]
+    workdirs = [tmp_path / "a", tmp_path / "b"]
+    for workdir in workdirs:
+        workdir.mkdir()
+    procs = [
+        subprocess.Popen([python, "-c", script, str(workdir)], stdout=subprocess.PIPE, text=True)
+        for python, workdir in zip(pythons, workdirs)
+    ]
+    outputs = [p.communicate(timeout=900)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    results = [[line.split() for line in out.splitlines() if line.startswith("RESULT")] for out in outputs]
+    assert all(r[1] == "ok" for rows in results for r in rows), outputs
+    assert not any("updating liteport" in out for out in outputs)
+    overlays = {rows[0][2] for rows in results}
+    assert len(overlays) == 2, "each install runs its own liteport code"
+    env = next(p for p in (cache_dir / "envs").iterdir() if not p.name.startswith("."))
+    assert not list(env.glob("lib/python*/site-packages/liteport*")), (
+        "the shared environment holds only its lock"
+    )

@@ -13,8 +13,8 @@ import torch
 
 from liteport import zoo
 from liteport.errors import BadInput
-from liteport.modelref import load_model
-from liteport.reference import run_reference
+from liteport.stages.modelref import load_model
+from liteport.stages.reference import run_reference
 from liteport.types import Job, ModelSpec
 
 
@@ -27,7 +27,7 @@ def built(name: str) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...]]:
 
 def test_describe_and_lookups_do_not_import_torch() -> None:
     script = (
-        "import sys, liteport.zoo as z, liteport.modelref, liteport.reference\n"
+        "import sys, liteport.zoo as z, liteport.stages.modelref, liteport.stages.reference\n"
         "rows = z.describe()\n"
         "assert [r[0] for r in rows] == z.names() == list(z.ZOO)\n"
         "assert 'tiny_cnn' in z.ZOO and len(z.ZOO) == len(rows)\n"

@@ -19,9 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from liteport.errors import BadInput, ConverterError
-from liteport.types import Job, Result
-from liteport.workfiles import TFLITE
+from liteport.api import TFLITE, BadInput, ConverterError, Job, Result
 from liteport_onnx2tf import failures
 from liteport_onnx2tf.environments import environment_for
 

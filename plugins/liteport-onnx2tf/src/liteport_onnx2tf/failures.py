@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from liteport.errors import ConverterError, LiteportError, UnsupportedOp
+from liteport.api import ConverterError, LiteportError, UnsupportedOp
 
 MAX_MESSAGE = 240
 UNSUPPORTED_HINT = "replace that op in the model, export at another --opset, or try another backend"

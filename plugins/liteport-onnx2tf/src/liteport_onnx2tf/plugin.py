@@ -2,7 +2,7 @@
 
 A third-party liteport plugin: it is found through the ``liteport`` entry-point group and uses
 only liteport's public API (``liteport.types``, ``liteport.hookspecs``, ``liteport.errors``,
-``liteport.workfiles``). This module imports nothing heavy; numpy, onnx and onnx2tf are used
+``liteport.stages.workfiles``). This module imports nothing heavy; numpy, onnx and onnx2tf are used
 inside the convert hook, in the ``onnx2tf-1.29`` environment.
 
 Environment ``onnx2tf-1.29`` (Python 3.11, ``locks/onnx2tf-1.29.txt``, installed with
@@ -41,8 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from liteport.hookspecs import hookimpl
-from liteport.types import BackendInfo, Job, Result
+from liteport.api import BackendInfo, Job, Result, hookimpl
 from liteport_onnx2tf import __version__
 from liteport_onnx2tf.environments import ENVIRONMENTS
 
@@ -64,9 +63,7 @@ def liteport_backends() -> Iterator[BackendInfo]:
 
 
 @hookimpl
-def liteport_convert(job: Job) -> Result | None:
-    if job.backend != NAME:
-        return None
+def liteport_convert(job: Job) -> Result:
     from liteport_onnx2tf.convert import run  # imports numpy and onnx; onnx2tf runs as a subprocess
 
     return run(job)

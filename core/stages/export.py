@@ -18,8 +18,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from liteport.errors import ExportError
-from liteport.modelref import describe_exception, load_model
+from liteport.errors import ExportError, describe_exception
+from liteport.stages.modelref import load_model
+from liteport.stages.tensors import flatten_outputs
 from liteport.types import Job, Result
 
 DEFAULT_OPSET = 13
@@ -41,7 +42,7 @@ def run_export(job: Job) -> Result:
     model = loaded.name
     args = tuple(loaded.example_inputs)
     with torch.no_grad():
-        outputs = _flat(loaded.module(*args))
+        outputs = flatten_outputs(loaded.module(*args))
     input_names = [f"input_{i}" for i in range(len(args))]
     output_names = [f"output_{j}" for j in range(len(outputs))]
     loaded_at = time.perf_counter()
@@ -103,10 +104,3 @@ def run_export(job: Job) -> Result:
             "onnx_check_s": round(finished - exported_at, 3),
         },
     )
-
-
-def _flat(value: Any) -> list[Any]:
-    """The tensors of a (nested) output in the order the exporter flattens them."""
-    from liteport.reference import flatten_outputs
-
-    return flatten_outputs(value)

@@ -10,38 +10,23 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from liteport import workfiles
-from liteport.errors import BadInput
-from liteport.modelref import LoadedModel, describe_exception, load_input_samples, load_model, model_hash
+from liteport.errors import BadInput, describe_exception
+from liteport.stages import workfiles
+from liteport.stages.modelref import (
+    LoadedModel,
+    load_model,
+    model_hash,
+)
+from liteport.stages.qat_reference import write_int8_reference
+from liteport.stages.tensors import flatten_outputs, load_input_samples
 from liteport.types import Job, ModelSpec, Result
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
-
-
-def flatten_outputs(value: Any) -> list[torch.Tensor]:
-    """Tensors of a (nested) tuple/list/dict output, depth first, in order; ``None`` leaves dropped."""
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if value is None:
-        return []
-    if isinstance(value, Mapping):
-        items: list[Any] = list(value.values())
-    elif isinstance(value, (tuple, list)):
-        items = list(value)
-    else:
-        raise BadInput(
-            f"the model returned a {type(value).__name__} among its outputs",
-            hint="return tensors, or tuples / lists / dicts of tensors",
-        )
-    return [tensor for item in items for tensor in flatten_outputs(item)]
 
 
 def _sample_like(example: torch.Tensor, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -158,8 +143,6 @@ def run_reference(job: Job) -> Result:
     validation, calibration, source = make_data(spec, loaded.example_inputs)
     # Eager QAT models also get PyTorch's own int8 outputs and qparams (qparams validator),
     # converted before the float run, which would move observers that are still enabled.
-    from liteport.qat_reference import write_int8_reference
-
     qat_artifacts, qat_facts = write_int8_reference(
         loaded.module, loaded.example_inputs, validation, Path(job.workdir)
     )

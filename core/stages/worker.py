@@ -1,4 +1,4 @@
-"""The worker: ``python -m liteport.worker`` runs inside an environment and executes jobs.
+"""The worker: ``python -m liteport.stages.worker`` runs inside an environment and executes jobs.
 
 Protocol (JSON lines): the worker first writes ``{"event": "ready", ...}`` on stdout, then for
 every line ``{"job": {...}, "log": "path"}`` read from stdin it writes one
@@ -19,12 +19,14 @@ from collections.abc import Iterator, Sequence
 from importlib import metadata
 from typing import IO, Any
 
-from liteport.errors import LiteportError
+from liteport.errors import LiteportError, NotProvided
 from liteport.plugins import PluginManager, get_plugin_manager
-from liteport.types import ErrorInfo, Job, Result, failure
+from liteport.stages.export import run_export
+from liteport.stages.reference import run_reference
+from liteport.types import ErrorKind, Job, Result, failure
 
 # What an unexpected exception in each stage is called when no plugin classified it.
-_STAGE_ERROR_KIND = {
+_STAGE_ERROR_KIND: dict[str, ErrorKind] = {
     "reference": "bad_input",
     "export": "export_error",
     "convert": "converter_error",
@@ -68,6 +70,8 @@ def run_job(pm: PluginManager, job: Job) -> Result:
     started = time.perf_counter()
     try:
         result = _dispatch(pm, job)
+    except NotProvided as exc:  # the environment lacks the plugin: not the converter's failure
+        result = failure(job, exc.kind, str(exc), status="env_error")
     except LiteportError as exc:
         traceback.print_exc()
         result = failure(job, exc.kind, str(exc), detail=traceback.format_exc())
@@ -89,30 +93,16 @@ def run_job(pm: PluginManager, job: Job) -> Result:
 
 def _dispatch(pm: PluginManager, job: Job) -> Result:
     if job.kind == "reference":
-        from liteport.reference import run_reference  # imports torch lazily
-
         return run_reference(job)
     if job.kind == "export":
-        from liteport.onnx_export import run_export  # imports torch and onnx lazily
-
         return run_export(job)
-    hook = {"convert": pm.convert, "quantize": pm.quantize, "validate": pm.validate}.get(job.kind)
-    if hook is None:
-        return failure(job, "worker_error", f"unknown job kind {job.kind!r}")
-    result = hook(job)
-    if result is not None:
-        return result
-    owner = {"convert": job.backend, "quantize": job.quantizer, "validate": job.validator}[job.kind]
-    loaded = ", ".join(e.name for e in pm.entries) or "none"
-    broken = "; ".join(f"{f.name}: {f.error}" for f in pm.failures)
-    return Result(
-        status="env_error",
-        error=ErrorInfo(
-            kind="env_error",
-            message=f"no plugin in this environment handles {job.kind} for {owner!r} "
-            f"(plugins loaded: {loaded}{'; failed: ' + broken if broken else ''})",
-        ),
-    )
+    if job.kind == "convert":
+        return pm.convert(job)
+    if job.kind == "quantize":
+        return pm.quantize(job)
+    if job.kind == "validate":
+        return pm.validate(job)
+    return failure(job, "worker_error", f"unknown job kind {job.kind!r}")
 
 
 def serve(stdin: IO[str], protocol: IO[str]) -> None:

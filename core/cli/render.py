@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from liteport.attempts import Attempt
+from liteport.cli.common import stdout_console
+from liteport.types import Attempt
 
 STATUS_STYLE = {
     "ok": "bold green",
@@ -84,8 +85,6 @@ def print_attempt(attempt: Attempt, *, output: Path | None, verbose: bool) -> No
     from rich.table import Table
     from rich.text import Text
 
-    from liteport.cli import stdout_console
-
     console = stdout_console()
     table = Table(show_header=False, title=f"{attempt.model}", title_justify="left")
     table.add_column(style="bold")
@@ -106,8 +105,6 @@ def print_attempts(attempts: Sequence[Attempt], chosen: Attempt | None, *, pick:
     """The attempts table of a fallback chain: every candidate, its status, cause and figures."""
     from rich.table import Table
     from rich.text import Text
-
-    from liteport.cli import stdout_console
 
     table = Table(title=f"attempts (pick: {pick})", title_justify="left")
     for column in (

@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: the int8 reference, its trace and qparams.json share one QAT model walk.
 """PyTorch's own int8 model of an eager-mode QAT model, and the quantization parameters it holds.
 
 Used by the reference stage (``reference_int8.npz`` and ``qparams.json`` beside
@@ -12,9 +13,8 @@ transplants) and by the ``qparams`` validator (the zero-point shift, torch-free)
   int8 models with share their arithmetic (int32 bias, fp32 requantization rounding half to
   even), while fbgemm/x86/oneDNN add a float bias and round elsewhere. Engines differ by one
   step on a fraction of a percent of a layer's elements, and a deep random-weight model
-  amplifies that: on zoo ``resnet_qat``, PyTorch's own x86 and qnnpack int8 models are up to
-  7 output steps apart (59% within one step), while the transplanted file and the qnnpack
-  model agree within one step everywhere. ``LITEPORT_QAT_ENGINE`` picks another engine.
+  amplifies that into several output steps (README, "QAT transplant"), while the transplanted
+  file follows the qnnpack model. ``LITEPORT_QAT_ENGINE`` picks another engine.
 * ``trace`` runs the converted model once under ``torch.fx`` on the example inputs and keeps
   every node's output: the quantized tensors themselves carry PyTorch's scale and zero point
   at every point of the graph, learned (convs, linears, stubs, ``QFunctional``) or inherited
@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from liteport.errors import BadInput
+from liteport.stages.tensors import flatten_outputs
 
 if TYPE_CHECKING:
     import numpy as np
@@ -393,7 +394,7 @@ def write_int8_reference(
         for index in range(int(validation[0].shape[0])):
             args = [torch.from_numpy(np.ascontiguousarray(a[index])) for a in validation]
             values, result = record(traced.graph_module, args, engine)
-            per_sample.append([_as_float(t) for t in _flatten(result)])
+            per_sample.append([_as_float(t) for t in flatten_outputs(result)])
             qinputs.append([_as_int8(q) for q in quantized_inputs(traced.graph_module, values)])
     except Exception as exc:  # reported as a fact: the convert stage names the real problem
         return {}, {"int8_reference_error": f"{type(exc).__name__}: {_first_line(exc)}"}
@@ -416,12 +417,6 @@ def write_int8_reference(
     qjson.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
     facts = {"quantized_engine": engine, "qparams_count": len(document["tensors"])}
     return {"reference_int8": str(npz), "qparams": str(qjson)}, facts
-
-
-def _flatten(value: Any) -> list[torch.Tensor]:
-    from liteport.reference import flatten_outputs
-
-    return flatten_outputs(value)
 
 
 def _as_float(tensor: torch.Tensor) -> np.ndarray:

@@ -19,15 +19,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable
 
-from liteport.errors import BadInput
+from liteport import zoo
+from liteport.errors import BadInput, describe_exception
+from liteport.stages.tensors import in_input_order, listing, read_npz
 from liteport.types import ModelSpec
 
 if TYPE_CHECKING:
-    import numpy as np
     import torch
 
 FORMS = "path/to/file.py:factory, package.module:factory or zoo:NAME"
-_MAX_LISTED = 8  # how many names / keys an error message lists before "..."
 
 
 @dataclasses.dataclass
@@ -55,29 +55,11 @@ class ParsedRef:
         return f"{stem}:{self.factory}"
 
 
-def _first_line(text: object) -> str:
-    lines = str(text).strip().splitlines()
-    return lines[0] if lines else ""
-
-
-def describe_exception(exc: BaseException) -> str:
-    """``Type: first line of message``, for one-line error messages."""
-    message = _first_line(exc)
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-
-
-def _listing(names: list[str]) -> str:
-    shown = ", ".join(names[:_MAX_LISTED])
-    return shown + (f", ... ({len(names)} in all)" if len(names) > _MAX_LISTED else "")
-
-
 def parse_ref(ref: str) -> ParsedRef:
     """Split ``ref`` into a ParsedRef; checks the form and that a referenced file exists."""
     ref = ref.strip()
     if ref.startswith("zoo:"):
         name = ref[len("zoo:") :]
-        from liteport import zoo
-
         if name not in zoo.MODELS:
             raise BadInput(f"unknown zoo model {name!r} in {ref!r}", hint=f"known: {', '.join(zoo.MODELS)}")
         return ParsedRef(kind="zoo", target=name, factory="")
@@ -175,8 +157,6 @@ def _import_module(name: str) -> ModuleType:
 def resolve_factory(parsed: ParsedRef) -> Callable[[], Any]:
     """Import the file/module of ``parsed`` and return its factory callable."""
     if parsed.kind == "zoo":
-        from liteport import zoo
-
         zoo_factory: Callable[[], Any] = zoo.get(parsed.target)
         return zoo_factory
     if parsed.kind == "file":
@@ -189,9 +169,7 @@ def resolve_factory(parsed: ParsedRef) -> Callable[[], Any]:
     for part in parsed.factory.split("."):  # "Class.build" style dotted names are allowed
         if not hasattr(value, part):
             available = _module_callables(module)
-            hint = (
-                f"callables there: {_listing(available)}" if available else "it defines no public callables"
-            )
+            hint = f"callables there: {listing(available)}" if available else "it defines no public callables"
             raise BadInput(f"factory {parsed.factory!r} not found in {where}", hint=hint)
         value = getattr(value, part)
     if not callable(value):
@@ -236,8 +214,8 @@ def _unpack(ref: str, built: Any, spec: ModelSpec) -> tuple[torch.nn.Module, tup
                 hint="return (module, example_inputs)",
             )
         # A bare module is usable when an inputs file says what to feed: sample 0 is the example.
-        arrays = _read_npz(spec.inputs)
-        ordered = [array for _, array in _in_input_order(arrays)]
+        arrays = read_npz(spec.inputs)
+        ordered = [array for _, array in in_input_order(arrays)]
         if any(arr.ndim == 0 or arr.shape[0] == 0 for arr in ordered):
             raise BadInput(
                 f"inputs file {spec.inputs!r} has an array without samples",
@@ -292,9 +270,9 @@ def load_weights(module: torch.nn.Module, weights: str) -> None:
     if missing or unexpected:
         parts = []
         if missing:
-            parts.append(f"missing keys: {_listing(missing)}")
+            parts.append(f"missing keys: {listing(missing)}")
         if unexpected:
-            parts.append(f"unexpected keys: {_listing(unexpected)}")
+            parts.append(f"unexpected keys: {listing(unexpected)}")
         hint = "the weights were saved from a different model"
         if unexpected and all(k.startswith("module.") for k in unexpected):
             hint = "strip the 'module.' prefix of DataParallel before saving"
@@ -306,7 +284,7 @@ def load_weights(module: torch.nn.Module, weights: str) -> None:
     ]
     if wrong:
         raise BadInput(
-            f"weights file {weights!r} does not match the model (shape mismatch: {_listing(wrong)})",
+            f"weights file {weights!r} does not match the model (shape mismatch: {listing(wrong)})",
             hint="the weights were saved from a different model configuration",
         )
     try:
@@ -338,93 +316,6 @@ def load_model(spec: ModelSpec) -> LoadedModel:
 
 
 # ------------------------------------------------------------------------------ inputs file
-
-
-def _read_npz(path_text: str) -> dict[str, np.ndarray]:
-    import numpy as np
-
-    path = Path(path_text).expanduser()
-    if not path.is_file():
-        raise BadInput(
-            f"inputs file {path_text!r} does not exist",
-            hint="give an .npz with one array per model input, leading sample axis",
-        )
-    try:
-        data = np.load(path, allow_pickle=False)
-        if not isinstance(data, np.lib.npyio.NpzFile):  # a .npy loads as one bare array
-            raise ValueError(f"it holds a single {type(data).__name__}, not an archive of arrays")
-        with data:
-            arrays = {key: np.asarray(data[key]) for key in data.files}
-    except Exception as exc:
-        raise BadInput(
-            f"inputs file {path_text!r} is not a readable .npz: {describe_exception(exc)}",
-            hint="write it with numpy.savez(path, input_0=..., ...)",
-        ) from exc
-    if not arrays:
-        raise BadInput(
-            f"inputs file {path_text!r} holds no arrays",
-            hint="write it with numpy.savez(path, input_0=..., ...)",
-        )
-    return arrays
-
-
-def _in_input_order(arrays: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
-    """(name, array) pairs by input index: by name when named input_0.., else in archive order."""
-    names = [f"input_{i}" for i in range(len(arrays))]
-    if set(names) == set(arrays):
-        return [(name, arrays[name]) for name in names]
-    return list(arrays.items())
-
-
-def load_input_samples(path_text: str, example_inputs: tuple[torch.Tensor, ...]) -> list[np.ndarray]:
-    """Arrays of an inputs .npz, one per model input, each shaped (N, *example_shape).
-
-    Arrays are matched by name when named ``input_0..`` and by order otherwise. An array
-    without the batch axis (N, *example_shape[1:]) is accepted when the example batch is 1.
-    """
-    arrays = _read_npz(path_text)
-    count = len(example_inputs)
-    if len(arrays) != count:
-        raise BadInput(
-            f"inputs file {path_text!r} holds {len(arrays)} arrays ({_listing(list(arrays))}) "
-            f"but the model takes {count} input{'s' if count != 1 else ''}",
-            hint="store one array per input, named input_0, input_1, ..., with a leading sample axis",
-        )
-    samples = []
-    counts = set()
-    for (key, array), example in zip(_in_input_order(arrays), example_inputs):
-        shape = tuple(example.shape)
-        if array.ndim >= 1 and tuple(array.shape[1:]) == shape:
-            pass
-        elif shape and shape[0] == 1 and array.ndim >= 1 and tuple(array.shape[1:]) == shape[1:]:
-            array = array.reshape((array.shape[0], *shape))  # samples stored without the batch axis
-        else:
-            raise BadInput(
-                f"array {key!r} in inputs file {path_text!r} has shape {tuple(array.shape)}, "
-                f"expected (N, {', '.join(map(str, shape))})",
-                hint="leading sample axis, then the example input's shape",
-            )
-        if array.shape[0] == 0:
-            raise BadInput(
-                f"array {key!r} in inputs file {path_text!r} holds no samples", hint="store at least one"
-            )
-        counts.add(array.shape[0])
-        samples.append(array.astype(_numpy_dtype(example), copy=False))
-    if len(counts) > 1:
-        raise BadInput(
-            f"arrays in inputs file {path_text!r} hold different sample counts {sorted(counts)}",
-            hint="give every input the same number of samples",
-        )
-    return samples
-
-
-def _numpy_dtype(tensor: torch.Tensor) -> Any:
-    import torch
-
-    return torch.empty(0, dtype=tensor.dtype).numpy().dtype
-
-
-# ------------------------------------------------------------------------------ hashing
 
 
 def _find_module_source(name: str) -> Path | None:

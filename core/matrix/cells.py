@@ -1,32 +1,25 @@
-"""The compatibility matrix: models x backends x environments x modes, run in parallel.
+"""The cells of a compatibility matrix: models x backends x environments x modes.
 
-Cells are planned deterministically, identified by a key over everything that decides their
-result (model hash, lock hashes, backend version, mode, options), and journaled as they finish.
-``--resume`` skips journaled keys; ``--shard k/n`` takes a deterministic slice.
+Cells are planned deterministically, each identified by a key over everything that decides its
+result (model hash, lock hashes, backend version, mode, options); ``--shard k/n`` takes a
+deterministic slice by key.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
 import json
-import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from dataclasses import field
 from typing import Any
 
-from liteport.attempts import Attempt
-from liteport.environments import REFERENCE_ENV
 from liteport.errors import UsageError
-from liteport.journal import Journal
-from liteport.pipeline import Engine
 from liteport.plugins import PluginManager
 from liteport.runtimes.base import lock_hash
+from liteport.stages.environment import REFERENCE_ENV
+from liteport.stages.modelref import model_hash
 from liteport.types import BackendInfo, EnvironmentSpec, ModelSpec, record
-
-LOG_EXCERPT_LINES = 25
+from liteport.zoo import names
 
 
 @record
@@ -56,8 +49,6 @@ class Cell:
 
 def expand_models(models: Sequence[str]) -> list[str]:
     """``zoo:all`` becomes every zoo model; other ModelRefs stay as they are."""
-    from liteport.zoo import names
-
     out: list[str] = []
     for model in models:
         out += [f"zoo:{name}" for name in names()] if model == "zoo:all" else [model]
@@ -74,8 +65,6 @@ def plan(
     options: Mapping[str, Any] | None = None,
 ) -> list[Cell]:
     """Every cell, in a stable order, each with its key."""
-    from liteport.modelref import model_hash
-
     installed = pm.backends()
     unknown = [b for b in backends if b not in installed]
     if unknown:
@@ -136,98 +125,6 @@ def shard(cells: Sequence[Cell], k: int, n: int) -> list[Cell]:
     ordered = sorted(cells, key=lambda c: c.key)
     mine = {c.key for i, c in enumerate(ordered) if i % n == k - 1}
     return [c for c in cells if c.key in mine]
-
-
-@dataclass
-class MatrixProgress:
-    """What a display needs; called from worker threads."""
-
-    on_start: Callable[[str, Cell], None] = lambda slot, cell: None
-    on_stage: Callable[[str, str], None] = lambda slot, message: None
-    on_done: Callable[[Cell, Attempt, int, int], None] = lambda cell, attempt, done, total: None
-
-
-@dataclass
-class MatrixOutcome:
-    total: int
-    skipped: int
-    finished: list[tuple[Cell, Attempt]]
-    interrupted: bool
-    wall_s: float
-
-
-def run_matrix(
-    engine: Engine,
-    cells: Sequence[Cell],
-    journal: Journal,
-    *,
-    jobs: int,
-    resume: bool,
-    progress: MatrixProgress | None = None,
-) -> MatrixOutcome:
-    """Run ``cells`` (skipping journaled ones with ``resume``); Ctrl-C stops cleanly."""
-    progress = progress or MatrixProgress()
-    done_keys = journal.keys() if resume else set()
-    todo = [c for c in cells if c.key not in done_keys]
-    backends = engine.pm.backends()
-    started = time.perf_counter()
-    finished: list[tuple[Cell, Attempt]] = []
-    counter = {"done": len(cells) - len(todo)}
-    lock = threading.Lock()
-    local = threading.local()
-    engine.progress = lambda message: progress.on_stage(getattr(local, "slot", "main"), message)
-
-    def run_cell(cell: Cell) -> None:
-        local.slot = threading.current_thread().name
-        progress.on_start(local.slot, cell)
-        backend = backends[cell.backend]
-        env = next(e for e in backend.environments if e.name == cell.environment)
-        attempt = engine.attempt(ModelSpec(ref=cell.model), backend, env, cell.mode, options=cell.options)
-        journal.append(
-            {
-                "key": cell.key,
-                "cell": cell.to_dict(),
-                "attempt": attempt.to_dict(),
-                "log_excerpt": log_excerpt(attempt),
-            }
-        )
-        with lock:
-            finished.append((cell, attempt))
-            counter["done"] += 1
-            progress.on_done(cell, attempt, counter["done"], len(cells))
-
-    interrupted = False
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="cell")
-    futures = [pool.submit(run_cell, cell) for cell in todo]
-    try:
-        for future in concurrent.futures.as_completed(futures):
-            future.result()
-    except KeyboardInterrupt:
-        interrupted = True
-        for future in futures:
-            future.cancel()
-        engine.close()  # kills busy workers; their cells are not journaled
-        pool.shutdown(wait=True, cancel_futures=True)
-    else:
-        pool.shutdown(wait=True)
-    return MatrixOutcome(
-        total=len(cells),
-        skipped=len(cells) - len(todo),
-        finished=finished,
-        interrupted=interrupted,
-        wall_s=time.perf_counter() - started,
-    )
-
-
-def log_excerpt(attempt: Attempt) -> str | None:
-    """The tail of the failing stage's log, kept in the journal because work dirs get cleaned."""
-    if attempt.ok or attempt.error is None:
-        return None
-    log = attempt.error.log
-    if not log or not Path(log).is_file():
-        return None
-    lines = Path(log).read_text(encoding="utf-8", errors="replace").splitlines()
-    return "\n".join(lines[-LOG_EXCERPT_LINES:])
 
 
 def environments_of(pm: PluginManager, cells: Sequence[Cell]) -> dict[str, EnvironmentSpec]:

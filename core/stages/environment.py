@@ -6,7 +6,7 @@ from pathlib import Path
 
 from liteport.types import EnvironmentSpec
 
-_LOCKS = Path(__file__).parent / "locks"
+_LOCKS = Path(__file__).parent.parent / "locks"  # core/locks: package data of liteport itself
 
 # The reference stage runs PyTorch here so every backend is judged against the same outputs.
 REFERENCE_ENV = EnvironmentSpec(

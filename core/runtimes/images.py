@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: Dockerfile template, wheelhouse and image builds change together.
 """Pinned Docker images of the environments: Dockerfiles, wheelhouse, build context, builds.
 
 An image ``liteport/<env>:<lockhash>`` installs the same lock file the venv runtime uses, on
@@ -24,8 +25,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import liteport
 from liteport.errors import EnvironmentBuildError
 from liteport.runtimes.base import Progress, lock_hash, read_lock
+from liteport.runtimes.interpreters import find_python
+from liteport.runtimes.venv import default_cache_dir
 from liteport.types import EnvironmentSpec
 
 # Defaults of the Dockerfiles' BASE argument: official images pinned to an exact version tag.
@@ -85,7 +89,7 @@ ARG PROJECT_HASH=unknown
 LABEL {label}.environment=${{ENV_NAME}} {label}.lock-hash=${{LOCK_HASH}} {label}.project=${{PROJECT_HASH}}
 USER 10001
 WORKDIR /tmp
-ENTRYPOINT ["python", "-m", "liteport.worker"]
+ENTRYPOINT ["python", "-m", "liteport.stages.worker"]
 """
 
 
@@ -110,8 +114,6 @@ def local_base_tag(python: str) -> str | None:
 
 def project_root() -> Path | None:
     """The checkout liteport runs from (``core/`` is the package), or None for an installed wheel."""
-    import liteport
-
     root = Path(liteport.__file__).resolve().parent.parent
     pyproject = root / "pyproject.toml"
     if pyproject.is_file() and 'name = "liteport"' in pyproject.read_text(encoding="utf-8"):
@@ -161,7 +163,7 @@ def write_dockerfiles(specs: Sequence[EnvironmentSpec]) -> list[Path]:
 
 def _source_files(root: Path) -> Iterator[tuple[str, Path]]:
     """What of the checkout goes into an image: packaging metadata and the two package trees."""
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         yield name, root / name
     for tree in ("core", "backends"):
         for path in sorted((root / tree).rglob("*")):
@@ -173,8 +175,6 @@ def project_hash() -> str:
     """Hash of liteport's source as an image would contain it: a change means a stale image."""
     root = project_root()
     if root is None:
-        import liteport
-
         return f"installed-{liteport.__version__}"
     digest = hashlib.sha256()
     for rel, path in _source_files(root):
@@ -186,8 +186,6 @@ def project_hash() -> str:
 
 
 def wheelhouse(python: str, cache_dir: Path | None = None) -> Path:
-    from liteport.runtimes.venv import default_cache_dir
-
     return (cache_dir or default_cache_dir()) / "wheels" / f"py{python}"
 
 
@@ -250,8 +248,6 @@ def fill_wheelhouse(
     Binary wheels are fetched for the image's platform (glibc of its Debian suite, not the
     host's); a pin with no such wheel (an sdist) is built into a wheel once on the host.
     """
-    from liteport.interpreters import find_python
-
     folder = wheelhouse(spec.python, cache_dir)
     folder.mkdir(parents=True, exist_ok=True)
     glibc = GLIBC_MINOR.get(spec.python, 31)
@@ -337,8 +333,6 @@ def build_image(
 
     ``steps``: report every Dockerfile step through ``progress`` (else only start and end).
     """
-    from liteport.runtimes.venv import default_cache_dir
-
     tag = image_tag(spec)
     base = choose_base(client, spec, base)
     log = (cache_dir or default_cache_dir()) / "logs" / f"image-{spec.name}.log"

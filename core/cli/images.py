@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import time
 from typing import Any
 
+from liteport.cli.common import EXIT_FAILED, EXIT_OK, console, pick_environments, plugins
 from liteport.errors import LiteportError, UsageError
-
-EXIT_OK, EXIT_FAILED = 0, 1
+from liteport.runtimes.docker import connect
+from liteport.runtimes.images import (
+    BASE_SUITES,
+    build_base,
+    build_image,
+    image_status,
+    image_tag,
+    local_base_tag,
+    write_dockerfiles,
+)
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -50,54 +60,43 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _environments(args: argparse.Namespace) -> list[Any]:
-    from liteport.cli import _pick_environments, _plugins
-
-    return _pick_environments(_plugins(args), getattr(args, "names", []))
+    return pick_environments(plugins(args), getattr(args, "names", []))
 
 
 def cmd_images_build(args: argparse.Namespace) -> int:
-    from liteport.cli import _console
-    from liteport.images import build_image, image_status, image_tag, write_dockerfiles
-    from liteport.runtimes.docker import connect
 
     specs = _environments(args)
     client = connect()
-    console = _console()
+    err = console()
     for path in write_dockerfiles(specs):
-        console.print(f"  wrote {path} from the template")
+        err.print(f"  wrote {path} from the template")
     failed = 0
     for spec in specs:  # one at a time: builds are heavy and share the disk
         try:
             status, image = image_status(client, spec)
             if status == "built" and not args.force:
-                console.print(
-                    f"[green]✓[/green] {spec.name}: {image_tag(spec)} is up to date ({image.short_id})"
-                )
+                err.print(f"[green]✓[/green] {spec.name}: {image_tag(spec)} is up to date ({image.short_id})")
                 continue
             image_id, seconds = build_image(
                 client,
                 spec,
-                lambda m: console.print(f"  {m}", markup=False, soft_wrap=True),
+                lambda m: err.print(f"  {m}", markup=False, soft_wrap=True),
                 base=args.base,
                 steps=True,
             )
             size = client.images.get(image_id).attrs.get("Size", 0)
-            console.print(
+            err.print(
                 f"[green]✓[/green] {spec.name}: {image_tag(spec)} {image_id[:19]} "
                 f"{size / 1e9:.2f} GB in {seconds:.0f} s",
                 soft_wrap=True,
             )
         except LiteportError as exc:
             failed += 1
-            console.print(f"[red]✗[/red] {spec.name}: {exc}", soft_wrap=True)
+            err.print(f"[red]✗[/red] {spec.name}: {exc}", soft_wrap=True)
     return EXIT_FAILED if failed else EXIT_OK
 
 
 def cmd_images_list(args: argparse.Namespace) -> int:
-    import json
-
-    from liteport.images import image_status, image_tag
-    from liteport.runtimes.docker import connect
 
     specs = _environments(args)
     client = connect()
@@ -127,8 +126,6 @@ def cmd_images_list(args: argparse.Namespace) -> int:
 
 
 def cmd_images_base(args: argparse.Namespace) -> int:
-    from liteport.images import BASE_SUITES, build_base, local_base_tag
-    from liteport.runtimes.docker import connect
 
     client = connect()
     suites = args.suite

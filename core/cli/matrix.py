@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from liteport.cli.common import console, default_work_root, plugins
 from liteport.errors import UsageError
+from liteport.matrix.cells import parse_shard, plan, shard
+from liteport.matrix.journal import Journal
+from liteport.matrix.run import MatrixProgress, run_matrix
+from liteport.pipeline import Engine, StageTimeouts
+from liteport.reports import build, entries_from, write_reports
+from liteport.runtimes import get_runtime
 from liteport.types import MODES
 
 DEFAULT_MODES = ("fp32", "fp16", "dynamic", "int8")
@@ -41,20 +49,11 @@ def _split(text: str) -> list[str]:
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
-    import os
-
-    from liteport.cli import _console, _default_work_root, _plugins
-    from liteport.journal import Journal
-    from liteport.matrix import parse_shard, plan, run_matrix, shard
-    from liteport.pipeline import Engine, StageTimeouts
-    from liteport.reports import build, entries_from, write_reports
-    from liteport.runtimes import get_runtime
-
     modes = _split(args.modes)
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         raise UsageError(f"unknown mode {', '.join(unknown)}", hint=f"choose from: {', '.join(MODES)}")
-    pm = _plugins(args)
+    pm = plugins(args)
     cells = plan(
         pm, _split(args.models), modes, backends=_split(args.backends), environments=_split(args.envs)
     )
@@ -68,12 +67,12 @@ def cmd_matrix(args: argparse.Namespace) -> int:
             hint="add --resume to continue it, or choose another --journal/--out",
         )
     jobs = args.jobs or os.cpu_count() or 1
-    console = _console()
-    display = _Display(console, len(cells))
+    err = console()
+    display = _Display(err, len(cells))
     engine = Engine(
         pm=pm,
         runtime=get_runtime(args.runtime),
-        work_root=args.workdir or _default_work_root(),
+        work_root=args.workdir or default_work_root(),
         cwd=str(Path.cwd()),
         timeouts=StageTimeouts(convert=args.timeout),
         workers_per_env=jobs,
@@ -88,13 +87,13 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     done = outcome.skipped + len(outcome.finished)
     if outcome.interrupted:
         again = " ".join(a for a in sys.argv[1:] if a != "--resume")
-        console.print(
+        err.print(
             f"[yellow]interrupted[/yellow]: {done}/{outcome.total} cells are in {journal_path}; "
             f"resume with: liteport {again} --resume"
         )
         return 130
     convert_sum = sum(float(a.timings.get("total_s") or 0) for _, a in outcome.finished)
-    console.print(
+    err.print(
         f"{len(outcome.finished)} cells run ({outcome.skipped} already journaled) in "
         f"{outcome.wall_s:.0f} s wall; sum of per-cell times {convert_sum:.0f} s"
     )
@@ -105,8 +104,6 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from liteport.reports import build, entries_from, write_reports
-
     document = build(entries_from(args.journals))
     for path in write_reports(document, args.out):
         print(path)
@@ -150,8 +147,6 @@ class _Display:
         self.progress.__exit__(None, None, None)
 
     def hooks(self) -> Any:
-        from liteport.matrix import MatrixProgress
-
         return MatrixProgress(on_start=self._start, on_stage=self._stage, on_done=self._done)
 
     def _slot(self, slot: str) -> Any:

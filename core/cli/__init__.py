@@ -1,0 +1,1 @@
+"""The ``liteport`` command line, one module per group of commands; ``main`` is the entry point."""

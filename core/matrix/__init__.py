@@ -1,0 +1,1 @@
+"""The compatibility matrix: planning cells, running them, and the journal they land in."""

@@ -1,0 +1,109 @@
+"""Matrix reports rendered from journals: ``matrix.json``, ``matrix.md``, ``matrix.html``.
+
+``matrix.json`` schema (``"schema": "liteport-matrix/1"``)::
+
+    generated     ISO time the report was rendered
+    summary       {"cells": int, "by_status": {status: int}}
+    models        [ModelRef, ...] (row order)
+    columns       [{"backend", "environment", "mode"}, ...] (column order)
+    cells         [{"key", "model", "backend", "environment", "mode", "status", "cause",
+                    "error_kind", "metrics": {cosine, sqnr_db, max_abs, top1},
+                    "facts": {size_bytes, latency_ms, transpose_ops, quantize_ops,
+                              dequantize_ops, custom_ops, flex_ops},
+                    "timings": {convert_s, total_s}, "lock_hash", "log_excerpt", "finished"}]
+    environments  {name: {"lock_hash", "versions": {package: version}}}
+
+Every renderer works from this one document, so the three files always agree.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from liteport.types import MODES
+
+SCHEMA = "liteport-matrix/1"
+STATUS_ORDER = ("ok", "invalid", "failed", "unsupported", "timeout", "crashed", "env_error")
+METRIC_KEYS = ("cosine", "sqnr_db", "max_abs", "top1")
+FACT_KEYS = (
+    "size_bytes",
+    "latency_ms",
+    "transpose_ops",
+    "quantize_ops",
+    "dequantize_ops",
+    "custom_ops",
+    "flex_ops",
+)
+TIMING_KEYS = ("convert_s", "total_s")
+
+
+def build(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The report document for journal ``entries`` (already merged, one per cell key)."""
+    cells = [_cell(entry) for entry in entries]
+    models = list(dict.fromkeys(c["model"] for c in cells))
+    columns = sorted({(c["backend"], c["environment"], c["mode"]) for c in cells}, key=_column_order)
+    environments: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        attempt = entry["attempt"]
+        if attempt.get("lock_hash") and attempt.get("versions"):
+            environments[attempt["environment"]] = {
+                "lock_hash": attempt["lock_hash"],
+                "versions": dict(sorted(attempt["versions"].items())),
+            }
+    counts = Counter(c["status"] for c in cells)
+    return {
+        "schema": SCHEMA,
+        "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "summary": {"cells": len(cells), "by_status": {s: counts[s] for s in STATUS_ORDER if counts[s]}},
+        "models": models,
+        "columns": [{"backend": b, "environment": e, "mode": m} for b, e, m in columns],
+        "cells": cells,
+        "environments": dict(sorted(environments.items())),
+    }
+
+
+def _column_order(column: tuple[str, str, str]) -> tuple[str, str, int]:
+    backend, env, mode = column
+    return backend, env, MODES.index(mode) if mode in MODES else len(MODES)
+
+
+def _cell(entry: Mapping[str, Any]) -> dict[str, Any]:
+    cell, attempt = entry["cell"], entry["attempt"]
+    error = attempt.get("error") or {}
+    return {
+        "key": entry["key"],
+        "model": cell["model"],
+        "backend": cell["backend"],
+        "environment": cell["environment"],
+        "mode": cell["mode"],
+        "status": attempt["status"],
+        "error_kind": error.get("kind"),
+        "cause": f"{error['kind']}: {error['message']}" if error else "",
+        "metrics": {k: attempt.get("metrics", {}).get(k) for k in METRIC_KEYS},
+        "facts": {k: attempt.get("facts", {}).get(k) for k in FACT_KEYS},
+        "timings": {k: attempt.get("timings", {}).get(k) for k in TIMING_KEYS},
+        "lock_hash": attempt.get("lock_hash"),
+        "log_excerpt": entry.get("log_excerpt"),
+        "finished": entry.get("finished"),
+    }
+
+
+def cell_index(document: Mapping[str, Any]) -> dict[tuple[str, str, str, str], Mapping[str, Any]]:
+    return {(c["model"], c["backend"], c["environment"], c["mode"]): c for c in document["cells"]}
+
+
+def short_summary(cell: Mapping[str, Any]) -> str:
+    """A few words for a grid cell: latency and SQNR when ok, the error kind otherwise."""
+    if cell["status"] == "ok":
+        parts = []
+        latency = cell["facts"].get("latency_ms")
+        sqnr = cell["metrics"].get("sqnr_db")
+        if isinstance(latency, (int, float)):
+            parts.append(f"{latency:.2f} ms")
+        if isinstance(sqnr, (int, float)):
+            parts.append(f"{sqnr:.0f} dB" if sqnr < 99 else "99+ dB")  # fp32 SQNR is capped at 200
+        return " · ".join(parts)
+    return str(cell.get("error_kind") or cell["status"])
