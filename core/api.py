@@ -5,13 +5,15 @@ plugin has exactly the same footing. Names not listed in ``__all__`` are interna
 
 * Hooks: ``hookimpl`` marks an implementation; the specifications are in ``liteport.hookspecs``.
 * Records: what registration hooks yield (``BackendInfo``, ``EnvironmentSpec``, ``QuantizerInfo``,
-  ``ValidatorInfo``) and what work hooks take and return (``Job``, ``Result``, ``ErrorInfo``).
+  ``ValidatorInfo``, ``RewriteInfo``) and what work hooks take and return (``Job``, ``Result``,
+  ``ErrorInfo``).
 * Errors: raise one of the ``LiteportError`` subclasses from a work hook; its ``kind`` becomes the
   error kind of the result and its message the one-line cause.
 * Models: ``load_model(job.model)`` gives the user's ``nn.Module`` and example inputs (imports
   torch: call it inside the hook body); ``parse_ref`` reads a ModelRef without importing it.
 * Work files: the names stages exchange inside ``job.workdir`` and the run folder.
 * ``qat``: PyTorch eager-mode QAT helpers (convert to PyTorch's int8 model, trace it, qparams).
+* ``tflite_tensor_names``: a converted file's tensor names, for ``liteport_tensor_map`` hooks.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from liteport.errors import (
     UnsupportedOp,
     ValidatorError,
 )
+from liteport.explain.names import tflite_tensor_names
 from liteport.hookspecs import hookimpl
 from liteport.stages import qat_reference as qat
 from liteport.stages.modelref import LoadedModel, load_model, parse_ref
@@ -41,6 +44,7 @@ from liteport.types import (
     ModelSpec,
     QuantizerInfo,
     Result,
+    RewriteInfo,
     Status,
     ValidatorInfo,
     failure,
@@ -68,6 +72,7 @@ __all__ = [
     "QuantizerError",
     "QuantizerInfo",
     "Result",
+    "RewriteInfo",
     "Status",
     "UnsupportedOp",
     "ValidatorError",
@@ -77,4 +82,5 @@ __all__ = [
     "load_model",
     "parse_ref",
     "qat",
+    "tflite_tensor_names",
 ]

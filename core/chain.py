@@ -14,6 +14,7 @@ from typing import Any
 
 from liteport.errors import UsageError
 from liteport.pipeline import Engine
+from liteport.pipeline.rewriting import attempts_with_rewrites
 from liteport.types import Attempt, BackendInfo, EnvironmentSpec, ModelSpec
 
 PICKS = ("first", "fastest", "smallest", "most-accurate")
@@ -107,16 +108,21 @@ def run_chain(
     pick: str = "first",
     options: Mapping[str, Any] | None = None,
     thresholds: Mapping[str, Any] | None = None,
+    rewrites: bool = True,
 ) -> ChainOutcome:
+    """Try ``candidates`` in order; a candidate that fails on an op a rewrite replaces is tried
+    again with the model rewritten (``rewrites=False``: never), before the next candidate."""
     if pick not in PICKS:
         raise UsageError(f"unknown --pick {pick!r}", hint=f"choose one of: {', '.join(PICKS)}")
     attempts: list[Attempt] = []
     for backend, env in candidates:
-        attempt = engine.attempt(model, backend, env, mode, options=options, thresholds=thresholds)
-        attempts.append(attempt)
-        if attempt.error is not None and attempt.error.kind == "bad_input":
+        tried = attempts_with_rewrites(
+            engine, model, backend, env, mode, options=options, thresholds=thresholds, rewrites=rewrites
+        )
+        attempts += tried
+        if any(a.error is not None and a.error.kind == "bad_input" for a in tried):
             break  # the model itself is unusable: no other backend can do better
-        if attempt.ok and pick == "first":
+        if tried[-1].ok and pick == "first":
             break
     return ChainOutcome(attempts=attempts, chosen=choose(attempts, pick), pick=pick)
 

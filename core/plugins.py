@@ -19,12 +19,21 @@ import pluggy
 
 from liteport import hookspecs
 from liteport.errors import NotProvided, PluginError
-from liteport.types import BackendInfo, EnvironmentSpec, Job, QuantizerInfo, Result, ValidatorInfo, evolve
+from liteport.types import (
+    BackendInfo,
+    EnvironmentSpec,
+    Job,
+    QuantizerInfo,
+    Result,
+    RewriteInfo,
+    ValidatorInfo,
+    evolve,
+)
 
 GROUP = "liteport"
 BUILTIN_DISTRIBUTION = "liteport"
 
-R = TypeVar("R", BackendInfo, QuantizerInfo, ValidatorInfo)
+R = TypeVar("R", BackendInfo, QuantizerInfo, ValidatorInfo, RewriteInfo)
 
 
 @dataclass(frozen=True)
@@ -122,6 +131,9 @@ class PluginManager:
     def validators(self) -> dict[str, ValidatorInfo]:
         return self._collect(self._pm.hook.liteport_validators, "validator")
 
+    def rewrites(self) -> dict[str, RewriteInfo]:
+        return self._collect(self._pm.hook.liteport_rewrites, "rewrite")
+
     def environments(self) -> dict[str, EnvironmentSpec]:
         """Every environment any backend or validator declares, by name."""
         found: dict[str, tuple[EnvironmentSpec, str]] = {}
@@ -206,17 +218,41 @@ class PluginManager:
     def validate(self, job: Job) -> Result:
         return self._call(self._work_caller("liteport_validate", job), "liteport_validate", job)
 
+    def rewrite(self, job: Job, graph: Any) -> Result:
+        """Apply the rewrite ``job.options["rewrite"]`` to ``graph`` (a torch.fx GraphModule) in place."""
+        caller = self._work_caller("liteport_rewrite", job)
+        result: Result | None = caller(job=job, graph=graph)
+        if result is None:
+            raise NotProvided(
+                f"plugin {caller.get_hookimpls()[0].plugin_name!r} returned no result from liteport_rewrite"
+            )
+        return result
+
+    def tensor_map(self, job: Job) -> Result:
+        """The backend's ``liteport_tensor_map`` answer (NotProvided when it implements none)."""
+        return self._call(self._work_caller("liteport_tensor_map", job), "liteport_tensor_map", job)
+
+    def implements(self, hook_name: str, backend: str) -> bool:
+        """Whether the plugin that registered ``backend`` implements ``hook_name`` (host side, no call)."""
+        record = self.backends().get(backend)
+        return record is not None and any(
+            impl.plugin_name == record.provider for impl in getattr(self._pm.hook, hook_name).get_hookimpls()
+        )
+
     def providers_called(self, hook_name: str, job: Job) -> list[str]:
         """The plugins whose ``hook_name`` implementation a call for ``job`` would run."""
         return [impl.plugin_name for impl in self._work_caller(hook_name, job).get_hookimpls()]
 
     def _work_caller(self, hook_name: str, job: Job) -> pluggy.HookCaller:
         """``hook_name`` restricted to the one plugin that registered what ``job`` names."""
-        record: BackendInfo | QuantizerInfo | ValidatorInfo | None
-        if hook_name == "liteport_convert":
+        record: BackendInfo | QuantizerInfo | ValidatorInfo | RewriteInfo | None
+        if hook_name in ("liteport_convert", "liteport_tensor_map"):
             what, name, record = "backend", job.backend, self.backends().get(job.backend or "")
         elif hook_name == "liteport_quantize":
             what, name, record = "quantizer", job.quantizer, self.quantizers().get(job.quantizer or "")
+        elif hook_name == "liteport_rewrite":
+            name = str(job.options.get("rewrite", ""))
+            what, record = "rewrite", self.rewrites().get(name)
         else:
             what, name, record = "validator", job.validator, self.validators().get(job.validator or "")
         if record is None:

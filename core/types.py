@@ -60,6 +60,7 @@ ErrorKind = Literal[
     "quantizer_error",
     "validator_error",
     "validation_failed",
+    "invalid_model",  # converted, but the runtime refuses to load or run it (its reason in the message)
     "worker_error",
     "env_error",
     "timeout",
@@ -83,6 +84,10 @@ class EnvironmentSpec:
     # Host distributions installed into the environment besides liteport; the plugin manager
     # adds the distribution of a third-party plugin that declares the environment.
     distributions: tuple[str, ...] = ()
+    # ONNX opsets a needs="onnx" backend handles here, in order of preference: the first one the
+    # model exports at is used (the exporter's advice may skip ahead). Opset 18 also admits the
+    # dynamo exporter when the TorchScript one cannot trace the model. Empty: opset 13 only.
+    onnx_opsets: tuple[int, ...] = ()
     description: str = ""
 
     def offers(self, mode: str, backend_modes: tuple[str, ...]) -> bool:
@@ -133,6 +138,23 @@ class ValidatorInfo:
     modes: tuple[str, ...] = MODES
     description: str = ""
     provider: str = ""
+
+
+@record
+class RewriteInfo:
+    """A graph rewrite, as registered by ``liteport_rewrites``: it replaces an op some backend lacks.
+
+    ``ops`` are the op's names as converters and runtimes spell them in failures (ONNX ``Erf``, aten
+    ``aten.gelu``, TFLite ``LOG_SOFTMAX``...): when an attempt fails with ``unsupported_op`` (or
+    ``invalid_model``) naming one of them, the chain tries the model again with this rewrite applied.
+    """
+
+    name: str
+    version: str
+    ops: tuple[str, ...]
+    exact: bool = True  # False: a close approximation (the validator judges it like any attempt)
+    description: str = ""
+    provider: str = ""  # filled by the plugin manager: the plugin that registered it
 
 
 @record
@@ -250,6 +272,8 @@ class Attempt:
     validations: Mapping[str, str] = dataclasses.field(default_factory=dict)  # validator -> status
     tflite: str | None = None
     workdir: str | None = None
+    # Graph rewrites (RewriteInfo names) applied to the model before this attempt, in order.
+    rewrites: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -270,4 +294,5 @@ class Attempt:
         fields = dict(data)
         if fields.get("error") is not None:
             fields["error"] = ErrorInfo(**fields["error"])
+        fields["rewrites"] = tuple(fields.get("rewrites") or ())  # a JSON list
         return cls(**fields)

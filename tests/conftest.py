@@ -36,6 +36,14 @@ def first_plugins(monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
+def rewrite_plugins(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A third-party rewrite plugin, with a fake backend that needs it."""
+    folder = FIXTURES / "plugins_rewrite"
+    _add_plugin_path(monkeypatch, folder)
+    return folder
+
+
+@pytest.fixture
 def broken_plugins(monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = FIXTURES / "plugins_broken"
     _add_plugin_path(monkeypatch, folder)

@@ -81,3 +81,10 @@ def liteport_convert(job: Job) -> Result:
     from liteport.backends.ai_edge_torch.convert import run  # imports torch and the converter
 
     return run(job)
+
+
+@hookimpl
+def liteport_tensor_map(job: Job) -> Result:
+    from liteport.backends.ai_edge_torch.tensor_map import run  # reads tensor names, no converter import
+
+    return run(job)

@@ -12,6 +12,12 @@ from liteport.api import EnvironmentBuildError, EnvironmentSpec
 
 LOCKS = Path(__file__).resolve().parent / "locks"
 
+# onnx-tf 1.10 has Squeeze/Unsqueeze handlers up to version 11 only, so opset 12 (the last with
+# version-11 Squeeze/Unsqueeze) comes first: recurrent nets and anything that unsqueezes convert.
+# Attention (scaled_dot_product_attention) exports only from opset 14: the exporter's advice picks it.
+# Opset 18 (the dynamo exporter's only one) is not offered: IR 10 / ReduceMean-18 break onnx-tf.
+ONNX_OPSETS = (12, 13, 14, 15)
+
 KEY_PACKAGES = (
     "tensorflow-cpu",
     "onnx-tf",
@@ -27,6 +33,7 @@ TF28 = EnvironmentSpec(
     python="3.9",
     lock=str(LOCKS / "onnx-tf-tf2.8.txt"),
     key_packages=KEY_PACKAGES,
+    onnx_opsets=ONNX_OPSETS,
     description="onnx-tf 1.10.0 on TensorFlow 2.8.4 (Python 3.9, onnx 1.12): the tutorials' pins",
 )
 TF215 = EnvironmentSpec(
@@ -34,6 +41,7 @@ TF215 = EnvironmentSpec(
     python="3.11",
     lock=str(LOCKS / "onnx-tf-tf2.15.txt"),
     key_packages=KEY_PACKAGES,
+    onnx_opsets=ONNX_OPSETS,
     description="onnx-tf 1.10.0 on TensorFlow 2.15.1 (Python 3.11, onnx 1.17)",
 )
 # No EnvironmentSpec.modes limits: every mode converts in both environments. TF 2.8's int8 and

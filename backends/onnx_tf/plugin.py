@@ -3,8 +3,10 @@
 The route most tutorials teach, pinned the way it actually works. Registered through the
 ``liteport`` entry-point group like any third-party plugin; this module imports nothing heavy.
 
-Stages: the core's export stage writes the ONNX file once per model (legacy exporter,
-opset 13, in the torch environment; dynamo exports do not run on onnx-tf); the convert hook
+Stages: the core's export stage writes the ONNX file once per model and opset (TorchScript
+exporter in the torch environment, at the first of the environments' ``onnx_opsets`` that works:
+12, whose Squeeze/Unsqueeze onnx-tf handles, else 13-15 as the exporter advises; dynamo exports
+do not run on onnx-tf); the convert hook
 runs ``onnx_tf.backend.prepare(model).export_graph(<workdir>/saved_model)``; the
 ``tflite-ptq`` quantizer then makes the .tflite in the job's mode in the same environment.
 
@@ -24,7 +26,7 @@ PyTorch order for the validator.
 
 Failures (see ``failures``): an ONNX op onnx-tf has no handler version for is found before
 conversion and raised as ``unsupported_op`` naming the op, its version and the opset (1.10.0
-stops at version 11 of Squeeze/Unsqueeze, so the zoo's LSTM fails here); any other onnx-tf
+stops at version 11 of Squeeze/Unsqueeze, hence opset 12 first); any other onnx-tf
 failure is ``converter_error`` with onnx-tf's own first error line; the full log stays in
 the attempt's ``convert.log``.
 """
@@ -52,7 +54,7 @@ def liteport_backends() -> Iterator[BackendInfo]:
         needs="onnx",
         layouts=("NCHW",),
         quantizer="tflite-ptq",
-        description="PyTorch -> ONNX (opset 13) -> onnx-tf 1.10 -> SavedModel -> TFLiteConverter",
+        description="PyTorch -> ONNX (opset 12-15) -> onnx-tf 1.10 -> SavedModel -> TFLiteConverter",
     )
 
 

@@ -267,13 +267,24 @@ class _Lowering:
             )
         return weight.int_repr().numpy().astype(np.int8), scales, zero_points
 
+    def _fit_scales(
+        self, node: torch.fx.Node, source: int, module: Any, scales: list[float]
+    ) -> tuple[list[float], float]:
+        """Weight and output scales XNNPACK turns into PyTorch's requantization scales (qmath.fit_scales)."""
+        pytorch_in = float(self._value(node.args[0]).q_scale())  # type: ignore[arg-type]
+        s_out = float(module.scale)
+        targets = [float(qmath.qnnpack_scale(pytorch_in, w, s_out)) for w in scales]
+        return qmath.fit_scales(self._scale(source), scales, s_out, targets)
+
+    def _scale(self, tensor: int) -> float:
+        scale = self.graph.tensors[tensor].scale
+        assert scale is not None
+        return float(scale[0])
+
     def _bias(self, node: torch.fx.Node, module: Any, source: int, scales: list[float]) -> int:
-        bias = module.bias()
         channels = int(module.weight().shape[0])
-        values = np.zeros(channels) if bias is None else bias.detach().numpy()
-        src_scale = self.graph.tensors[source].scale
-        assert src_scale is not None
-        q, bias_scales = qmath.quantize_bias(values, src_scale[0], scales)
+        q = _pytorch_bias(module, self._scale(source), channels)
+        bias_scales = [self._scale(source) * s for s in scales]
         return self.graph.add(
             QTensor(
                 name=f"{self._name(node)}.bias",
@@ -321,6 +332,7 @@ class _Lowering:
         if groups > 1 and not depthwise:
             raise self._fail(node, f"is a grouped convolution ({groups} groups of {cin // groups} channels)")
         weights, scales, zero_points = self._weights(node, module)
+        scales, out_scale = self._fit_scales(node, source, module, scales)
         _, h, w, _ = self.graph.tensors[source].shape
         kernel, stride = tuple(module.kernel_size), tuple(module.stride)
         dilation = tuple(module.dilation)
@@ -343,7 +355,7 @@ class _Lowering:
             )
         )
         bias = self._bias(node, module, source, scales)
-        out = self._activation_tensor(node, float(module.scale), int(module.zero_point))
+        out = self._activation_tensor(node, out_scale, int(module.zero_point))
         fused = "RELU" if type(module) is nniq.ConvReLU2d else "NONE"
         common = {
             "padding": choice.mode,
@@ -372,6 +384,7 @@ class _Lowering:
         if len(self.graph.tensors[source].shape) != 2:
             raise self._fail(node, "takes a tensor that is not 2-D (flatten first)")
         weights, scales, zero_points = self._weights(node, module)
+        scales, out_scale = self._fit_scales(node, source, module, scales)
         filt = self.graph.add(
             QTensor(
                 name=f"{self._name(node)}.weight",
@@ -384,7 +397,7 @@ class _Lowering:
             )
         )
         bias = self._bias(node, module, source, scales)
-        out = self._activation_tensor(node, float(module.scale), int(module.zero_point))
+        out = self._activation_tensor(node, out_scale, int(module.zero_point))
         fused = "RELU" if type(module) is nniq.LinearReLU else "NONE"
         self._emit(
             "FULLY_CONNECTED", [source, filt, bias], [out], "FullyConnectedOptions", fused, keepNumDims=False
@@ -439,10 +452,24 @@ class _Lowering:
         a, b = self._input(node, 0), self._input(node, 1)
         if self.graph.tensors[a].shape != self.graph.tensors[b].shape:
             raise self._fail(node, "broadcasts its inputs")
-        out = self._activation_tensor(node, float(node.kwargs["scale"]), int(node.kwargs["zero_point"]))  # type: ignore[arg-type]
-        fused = "RELU" if node.target is torch.ops.quantized.add_relu else "NONE"
-        self._emit("ADD", [a, b], [out], "AddOptions", fused)
+        relu = node.target is torch.ops.quantized.add_relu
+        scale = self._fit_add(node, a, b, relu)
+        out = self._activation_tensor(node, scale, int(node.kwargs["zero_point"]))  # type: ignore[arg-type]
+        self._emit("ADD", [a, b], [out], "AddOptions", "RELU" if relu else "NONE")
         self.of[node.name] = out
+
+    def _fit_add(self, node: torch.fx.Node, a: int, b: int, relu: bool) -> float:
+        """Output scale (within SCALE_SLACK of PyTorch's) with which XNNPACK's and the reference
+        ADD kernels best reproduce PyTorch's add on every pair of int8 inputs."""
+        scale, zero_point = float(node.kwargs["scale"]), int(node.kwargs["zero_point"])  # type: ignore[arg-type]
+        left, right = (self._value(arg) for arg in node.args[:2])  # type: ignore[arg-type]
+        table = _add_table(left, right, scale, zero_point, relu)
+        out_zp = qat.int8_zero_point(zero_point, str(left.dtype))
+        params = [(self._scale(t), int(self.graph.tensors[t].zero_point[0])) for t in (a, b)]  # type: ignore[index]
+        fitted, _, _ = qmath.fit_add_scale(
+            params[0], params[1], (scale, out_zp), table, out_zp if relu else -128
+        )
+        return fitted
 
     def _cat(self, node: torch.fx.Node) -> None:
         items = node.args[0]
@@ -459,16 +486,30 @@ class _Lowering:
         out = self._activation_tensor(node, float(node.kwargs["scale"]), int(node.kwargs["zero_point"]))  # type: ignore[arg-type]
         axis = qmath.nhwc_axis(int(dim), rank)  # type: ignore[call-overload]
         target = self.graph.tensors[out]
-        for k, source in enumerate(sources):
+        for k, (item, source) in enumerate(zip(items, sources)):
             src = self.graph.tensors[source]
             if (src.scale, src.zero_point) != (target.scale, target.zero_point):
-                # PyTorch requantizes each input to the output's parameters; XNNPACK's int8
-                # concatenation only takes inputs already there: an int8 QUANTIZE does it.
-                moved = self.graph.like(out, f"{target.name}:in{k}", src.shape)
-                self._emit("QUANTIZE", [source], [moved])
-                sources[k] = moved
+                # PyTorch requantizes each input to the output's parameters; TFLite's int8
+                # concatenation only takes inputs already there.
+                sources[k] = self._requantize(item, source, out, f"{target.name}:in{k}")  # type: ignore[arg-type]
         self._emit("CONCATENATION", sources, [out], "ConcatenationOptions", axis=axis)
         self.of[node.name] = out
+
+    def _requantize(self, item: torch.fx.Node, source: int, like: int, name: str) -> int:
+        """``source`` moved to the parameters of tensor ``like`` as PyTorch's cat does: a 1x1
+        depthwise conv fitted to PyTorch's mapping (4-D), else an int8 QUANTIZE."""
+        src, dst = self.graph.tensors[source], self.graph.tensors[like]
+        moved = self.graph.like(like, name, src.shape)
+        if len(src.shape) != 4:
+            self._emit("QUANTIZE", [source], [moved])
+            return moved
+        assert src.zero_point is not None and dst.zero_point is not None and dst.scale is not None
+        table = _cat_table(self._value(item), float(dst.scale[0]), int(dst.zero_point[0]))
+        fit = qmath.fit_rescale(
+            self._scale(source), src.zero_point[0], float(dst.scale[0]), dst.zero_point[0], table
+        )
+        self._depthwise_unit(source, moved, f"{name}:rescale", (1, 1), (1, 1), fit.gain, fit.weight_scale)
+        return moved
 
     def _pool_args(self, node: torch.fx.Node, names: Sequence[str]) -> dict[str, Any]:
         """Pooling arguments by name, from the module or from the functional call."""
@@ -486,8 +527,6 @@ class _Lowering:
         k, s, p = _pair(kernel), _pair(stride if stride else kernel), _pair(padding or 0)
         choice = qmath.choose_padding((h, w), k, s, p, (1, 1))
         if choice.pads is not None:
-            if code != "MAX_POOL_2D":
-                raise self._fail(node, "pads an average (count_include_pad semantics differ)")
             # Padding never wins a max: fill with the smallest int8 value.
             source = self._pad(source, choice.pads, -128)
         out = self._inherit(node, source)
@@ -524,24 +563,82 @@ class _Lowering:
         )
         if args["ceil_mode"] or args["divisor_override"]:
             raise self._fail(node, "uses ceil_mode or divisor_override")
-        self._pool(node, "AVERAGE_POOL_2D", args["kernel_size"], args["stride"], args["padding"])
+        if _pair(args["padding"] or 0) != (0, 0):
+            raise self._fail(node, "pads an average (count_include_pad semantics differ)")
+        kernel = _pair(args["kernel_size"])
+        self._average(node, kernel, _pair(args["stride"] or kernel))
 
     def _adaptive_avg_pool(self, node: torch.fx.Node) -> None:
-        source = self._input(node)
-        _, h, w, _ = self.graph.tensors[source].shape
+        _, h, w, _ = self.graph.tensors[self._input(node)].shape
         out_h, out_w = (int(d) for d in self._value(node).shape[-2:])
         if h % out_h or w % out_w:
             raise self._fail(node, f"pools {h}x{w} to {out_h}x{out_w} (needs a whole window per output)")
-        if (out_h, out_w) == (1, 1):
-            # MEAN rounds halves to even, as PyTorch's quantized pooling does; AVERAGE_POOL_2D
-            # rounds them away from zero (one step apart on a quarter of 2x2 windows).
-            out = self._inherit(node, source)
-            axes = self.graph.const(f"{self._name(node)}/axes", [1, 2])
-            self._emit("MEAN", [source, axes], [out], "ReducerOptions", keepDims=True)
-            self.of[node.name] = out
-            return
         kernel = (h // out_h, w // out_w)
-        self._pool(node, "AVERAGE_POOL_2D", kernel, kernel, 0)
+        self._average(node, kernel, kernel)
+
+    def _average(self, node: torch.fx.Node, kernel: tuple[int, int], stride: tuple[int, int]) -> None:
+        """Average pooling as a depthwise conv of UNIT_WEIGHT filters: XNNPACK then rounds like
+        PyTorch's qnnpack pooling (half to even); MEAN and AVERAGE_POOL_2D round ties otherwise."""
+        source = self._input(node)
+        _, h, w, _ = self.graph.tensors[source].shape
+        value = self._value(node)
+        computed = [(h - kernel[0]) // stride[0] + 1, (w - kernel[1]) // stride[1] + 1]
+        if computed != [int(d) for d in value.shape[-2:]]:
+            raise self._fail(node, "gives a shape TFLite pooling cannot (ceil_mode-like windows)")
+        pytorch_in = float(self._value(node.args[0]).q_scale())  # type: ignore[arg-type]
+        target = float(qmath.qnnpack_pool_scale(pytorch_in, float(value.q_scale()), kernel[0] * kernel[1]))
+        filter_scale, out_scale = qmath.pool_filter_scale(self._scale(source), float(value.q_scale()), target)
+        out = self._activation_tensor(node, out_scale, int(value.q_zero_point()))
+        name = self._name(node)
+        self._depthwise_unit(source, out, f"{name}:avg", kernel, stride, qmath.UNIT_WEIGHT, filter_scale)
+        self.of[node.name] = out
+
+    def _depthwise_unit(
+        self,
+        source: int,
+        out: int,
+        name: str,
+        kernel: tuple[int, int],
+        stride: tuple[int, int],
+        value: int,
+        scale: float,
+    ) -> None:
+        """A DEPTHWISE_CONV_2D whose filter is ``value`` everywhere (scale ``scale``) and bias zero."""
+        channels = self.graph.tensors[source].shape[-1]
+        data = np.full((1, kernel[0], kernel[1], channels), value, dtype=np.int8)
+        filt = self.graph.add(
+            QTensor(
+                name=f"{name}.weight",
+                shape=list(data.shape),
+                dtype="int8",
+                scale=[scale],
+                zero_point=[0],
+                axis=3,
+                data=data,
+            )
+        )
+        bias = self.graph.add(
+            QTensor(
+                name=f"{name}.bias",
+                shape=[channels],
+                dtype="int32",
+                scale=[self._scale(source) * scale],
+                zero_point=[0],
+                data=np.zeros(channels, dtype=np.int32),
+            )
+        )
+        self._emit(
+            "DEPTHWISE_CONV_2D",
+            [source, filt, bias],
+            [out],
+            "DepthwiseConv2DOptions",
+            padding="VALID",
+            strideH=stride[0],
+            strideW=stride[1],
+            dilationHFactor=1,
+            dilationWFactor=1,
+            depthMultiplier=1,
+        )
 
     def _reshape(self, node: torch.fx.Node) -> None:
         source = self._input(node)
@@ -589,3 +686,53 @@ def _flat(value: Any) -> list[Any]:
     if isinstance(value, dict):
         return [x for item in value.values() for x in _flat(item)]
     return [value]
+
+
+def _pytorch_bias(module: Any, input_scale: float, channels: int) -> np.ndarray:
+    """The int32 bias PyTorch's qnnpack kernels add: its float bias quantized by torch itself
+    at input scale x weight scale (torch's float32 rounding included, which can differ by one)."""
+    bias = module.bias()
+    if bias is None:
+        return np.zeros(channels, dtype=np.int32)
+    weight = module.weight()
+    values = bias.detach().float()
+    if weight.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+        scales = weight.q_per_channel_scales() * input_scale
+        zeros = torch.zeros(scales.shape, dtype=torch.long)
+        q = torch.quantize_per_channel(values, scales, zeros, 0, torch.qint32)
+    else:
+        q = torch.quantize_per_tensor(values, float(weight.q_scale()) * input_scale, 0, torch.qint32)
+    return np.asarray(q.int_repr().numpy(), dtype=np.int32)
+
+
+def _cat_table(value: torch.Tensor, scale: float, zero_point_int8: int) -> np.ndarray:
+    """PyTorch's cat of a tensor with ``value``'s parameters into (scale, int8 zero point), for
+    each of the 256 inputs, as int8 (quint8 shifted)."""
+    dtype = value.dtype
+    shift = qat.ZERO_POINT_SHIFT[str(dtype)]
+    ints = torch.arange(256, dtype=torch.int32) - (0 if dtype == torch.quint8 else 128)
+    raw = ints.to(torch.uint8 if dtype == torch.quint8 else torch.int8).reshape(1, 1, 1, 256)
+    every = torch._make_per_tensor_quantized_tensor(raw, float(value.q_scale()), int(value.q_zero_point()))
+    moved = torch.ops.quantized.cat([every], dim=1, scale=scale, zero_point=zero_point_int8 - shift)
+    return np.asarray(moved.int_repr().numpy().reshape(-1), dtype=np.int64) + shift
+
+
+def _add_table(a: torch.Tensor, b: torch.Tensor, scale: float, zero_point: int, relu: bool) -> np.ndarray:
+    """PyTorch's quantized add (add_relu) of every pair of inputs at ``a``'s and ``b``'s parameters,
+    as a 256 x 256 int8 table indexed by the int8 inputs (quint8 shifted)."""
+    grids = []
+    for value, index in ((a, 0), (b, 1)):
+        ints = torch.arange(256, dtype=torch.int32) - (0 if value.dtype == torch.quint8 else 128)
+        raw = ints.to(torch.uint8 if value.dtype == torch.quint8 else torch.int8)
+        full = raw.reshape(256, 1).expand(256, 256) if index == 0 else raw.reshape(1, 256).expand(256, 256)
+        grids.append(
+            torch._make_per_tensor_quantized_tensor(
+                full.contiguous().reshape(1, 1, 256, 256), float(value.q_scale()), int(value.q_zero_point())
+            )
+        )
+    op = torch.ops.quantized.add_relu if relu else torch.ops.quantized.add
+    result = op(grids[0], grids[1], scale, zero_point)
+    return (
+        np.asarray(result.int_repr().numpy().reshape(256, 256), dtype=np.int64)
+        + qat.ZERO_POINT_SHIFT[str(result.dtype)]
+    )

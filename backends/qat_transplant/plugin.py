@@ -74,3 +74,10 @@ def liteport_convert(job: Job) -> Result:
     from liteport.backends.qat_transplant.convert import run  # imports torch
 
     return run(job)
+
+
+@hookimpl
+def liteport_tensor_map(job: Job) -> Result:
+    from liteport.backends.qat_transplant.tensor_map import run  # reads the file's tensor names
+
+    return run(job)

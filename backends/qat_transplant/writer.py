@@ -29,7 +29,7 @@ _VERSIONS = {
     "PADV2": 2,
     "RELU": 2,
     "RELU6": 2,
-    "RELU_N1_TO_1": 2,
+    "RELU_N1_TO_1": 1,
     "RELU_0_TO_1": 1,
 }
 _PLACEHOLDER_FOR_GREATER_OP_CODES = 127  # deprecated_builtin_code of codes above 127

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from liteport.errors import UsageError
+from liteport.errors import BadInput, UsageError
 from liteport.plugins import PluginManager, get_plugin_manager
 from liteport.runtimes.venv import default_cache_dir
 from liteport.stages.environment import REFERENCE_ENV
@@ -58,3 +60,38 @@ def pick_environments(pm: PluginManager, names: Sequence[str]) -> list[Environme
 
 def default_work_root() -> Path:
     return default_cache_dir() / "work"
+
+
+def writable_folder(folder: Path, what: str, *, hint: str, note: str = "") -> Path:
+    """Create ``folder`` when missing and check a file can be written in it, before any work is done."""
+    named = f"{what} {folder}{f' ({note})' if note else ''}"
+    if folder.exists() and not folder.is_dir():
+        raise BadInput(f"{named} is a file, not a folder", hint=hint)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        blocker = f" at {exc.filename}" if exc.filename and str(exc.filename) != str(folder) else ""
+        raise BadInput(f"{named} cannot be created: {exc.strerror or exc}{blocker}", hint=hint) from None
+    try:  # a real write: os.access says yes to root even on a read-only mount
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise BadInput(f"{named} is not writable: {exc.strerror or exc}", hint=hint) from None
+    return folder
+
+
+def usable_cache() -> Path:
+    """liteport's cache (environments, overlays, logs), checked: one line when it cannot be used."""
+    note = "from LITEPORT_CACHE" if os.environ.get("LITEPORT_CACHE") else "the default"
+    return writable_folder(
+        default_cache_dir(), "cache folder", note=note, hint="set LITEPORT_CACHE to a writable folder"
+    )
+
+
+def usable_work_root(runtime: str, workdir: Path | None) -> Path:
+    """The work folder of a run, and the cache the runtime needs, both checked before any work."""
+    if runtime != "local" or workdir is None:  # the local runtime needs the cache only for its workdir
+        usable_cache()
+    return writable_folder(
+        workdir or default_work_root(), "work folder", hint="choose another with --workdir"
+    )

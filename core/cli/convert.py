@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
 from liteport.chain import configured_chain, default_candidates, resolve, run_chain
-from liteport.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, console, default_work_root, plugins
+from liteport.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, console, plugins, usable_work_root
 from liteport.cli.render import print_attempt, print_attempts
-from liteport.errors import BadInput, UsageError
+from liteport.errors import BadInput, LiteportError, UsageError
+from liteport.explain.document import command as explain_command
 from liteport.pipeline import Engine, StageTimeouts
 from liteport.runtimes import get_runtime
 from liteport.types import MODES, BackendInfo, EnvironmentSpec, ModelSpec
@@ -46,6 +48,16 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--inputs", help=".npz of sample/calibration inputs (leading sample axis)")
     p.add_argument(
         "--channels-last", action="store_true", help="NHWC model inputs/outputs where the backend can"
+    )
+    p.add_argument(
+        "--opset",
+        type=int,
+        help="export ONNX at this opset for ONNX backends (default: each environment's preferred opsets)",
+    )
+    p.add_argument(
+        "--no-rewrites",
+        action="store_true",
+        help="never retry a backend that failed on an op with the model's graph rewritten",
     )
     p.add_argument(
         "--threshold",
@@ -83,29 +95,39 @@ def cmd_convert(args: argparse.Namespace) -> int:
     runtime = get_runtime(args.runtime)
     model = ModelSpec(ref=args.model, weights=args.weights, inputs=args.inputs, seed=args.seed)
     _check_input_files(model)
+    _check_output(args.output)
+    work_root = usable_work_root(args.runtime, args.workdir)
     err = console()
-    options = {"channels_last": True} if args.channels_last else {}
+    options: dict[str, Any] = {"channels_last": True} if args.channels_last else {}
+    if args.opset is not None:
+        options["opset"] = args.opset
 
     with (
         err.status("starting…") as status,
         Engine(
             pm=pm,
             runtime=runtime,
-            work_root=args.workdir or default_work_root(),
+            work_root=work_root,
             cwd=str(Path.cwd()),
             progress=_progress_printer(err, status),
             timeouts=StageTimeouts(convert=args.timeout),
         ) as engine,
     ):
         outcome = run_chain(
-            engine, model, candidates, args.quant, pick=args.pick, options=options, thresholds=thresholds
+            engine,
+            model,
+            candidates,
+            args.quant,
+            pick=args.pick,
+            options=options,
+            thresholds=thresholds,
+            rewrites=not args.no_rewrites,
         )
 
     chosen = outcome.chosen
     shown = chosen or outcome.attempts[-1]
     if chosen and args.output and chosen.tflite:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(chosen.tflite, args.output)
+        _write_output(Path(chosen.tflite), args.output)
     bad_input = next((a.error for a in outcome.attempts if a.error and a.error.kind == "bad_input"), None)
     if bad_input and not args.json:
         if args.verbose and bad_input.detail:
@@ -120,6 +142,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
         if len(outcome.attempts) > 1:
             print_attempts(outcome.attempts, chosen, pick=outcome.pick)
         print_attempt(shown, output=args.output if chosen else None, verbose=args.verbose)
+        invalid = [a for a in outcome.attempts if a.status == "invalid"]
+        if invalid and not chosen:  # converted but disagrees with PyTorch: say where to look next
+            print("to see which layer drifts from PyTorch:", file=sys.stderr)
+            for attempt in invalid:
+                line = explain_command(args.model, attempt.mode, attempt.backend, attempt.environment)
+                print(f"  {line}", file=sys.stderr)
     if chosen:
         return EXIT_OK
     return EXIT_USAGE if bad_input else EXIT_FAILED
@@ -140,6 +168,42 @@ def _check_input_files(model: ModelSpec) -> None:
     for label, value in (("weights", model.weights), ("inputs", model.inputs)):
         if value and not Path(value).is_file():
             raise BadInput(f"{label} file {value} does not exist", hint="check the path")
+
+
+def _check_output(output: Path | None) -> None:
+    """Fail before any work when ``-o`` names a folder or a place the .tflite cannot be written to."""
+    if output is None:
+        return
+    if output.is_dir():
+        raise BadInput(
+            f"output {output} is a directory", hint=f"name the file to write, e.g. {output / 'model.tflite'}"
+        )
+    folder = output.absolute().parent
+    while not folder.exists() and folder != folder.parent:  # the folders -o needs are made at the end
+        folder = folder.parent
+    if not folder.is_dir():
+        raise BadInput(
+            f"output {output} cannot be created: {folder} is not a folder", hint="choose another -o"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise BadInput(
+            f"output {output} cannot be written: {folder} is not writable", hint="choose another -o"
+        )
+
+
+def _write_output(source: Path, output: Path) -> None:
+    """Copy the kept model to ``output`` in one step: a reader sees the old file or the new one, whole."""
+    partial = output.with_name(f".{output.name}.{os.getpid()}.partial")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, partial)
+        os.replace(partial, output)
+    except OSError as exc:  # a full disk, or the folder changed since the check at the start
+        raise LiteportError(
+            f"cannot write {output}: {exc.strerror or exc}", hint=f"the converted model stays in {source}"
+        ) from None
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _choose_backend(

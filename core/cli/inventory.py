@@ -14,6 +14,7 @@ from liteport.cli.common import (
     pick_environments,
     plugins,
     stdout_console,
+    usable_cache,
 )
 from liteport.errors import LiteportError
 from liteport.runtimes import get_runtime
@@ -71,6 +72,10 @@ def cmd_backends(args: argparse.Namespace) -> int:
                 for b in backends.values()
             ],
             "validators": [{"name": v.name, "environment": v.environment.name} for v in validators.values()],
+            "rewrites": [
+                {"name": r.name, "ops": list(r.ops), "exact": r.exact, "provider": r.provider}
+                for r in pm.rewrites().values()
+            ],
             "plugin_failures": [
                 {"name": f.name, "distribution": f.distribution, "error": f.error, "traceback": f.traceback}
                 for f in pm.failures
@@ -112,6 +117,8 @@ def cmd_backends(args: argparse.Namespace) -> int:
             f"validator [bold]{v.name}[/bold] {v.version} runs in {v.environment.name} "
             f"({runtime.status(v.environment)})"
         )
+    for r in pm.rewrites().values():  # tried when a backend fails on one of their ops
+        out.print(f"rewrite [bold]{r.name}[/bold] {r.version} ({r.provider}): {r.description}")
     for failure in pm.failures:
         out.print(f"\n[red]plugin {failure.name!r} ({failure.distribution or '?'}) failed to load:[/red]")
         out.print(failure.traceback, markup=False)
@@ -120,7 +127,7 @@ def cmd_backends(args: argparse.Namespace) -> int:
 
 def cmd_plugins(args: argparse.Namespace) -> int:
     pm = plugins(args)
-    pm.backends(), pm.quantizers(), pm.validators()  # registration problems show up as failures too
+    pm.backends(), pm.quantizers(), pm.validators(), pm.rewrites()  # registration problems show up too
     rows: list[dict[str, Any]] = [
         {
             "name": e.name,
@@ -201,6 +208,7 @@ def cmd_env_list(args: argparse.Namespace) -> int:
 
 def cmd_env_build(args: argparse.Namespace) -> int:
     pm = plugins(args)
+    usable_cache()  # one line, not a traceback per environment, when the cache cannot be written
     runtime = VenvRuntime()
     out = console()
     failed = 0

@@ -8,7 +8,7 @@ import traceback
 from collections.abc import Sequence
 
 from liteport import __version__
-from liteport.cli import convert, images, inventory, matrix
+from liteport.cli import convert, explain, images, inventory, matrix
 from liteport.cli.common import EXIT_FAILED, EXIT_USAGE
 from liteport.errors import LiteportError
 
@@ -20,6 +20,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 def run(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # what a resume hint repeats
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
@@ -40,14 +41,28 @@ def _error(message: str, args: argparse.Namespace) -> None:
     print(f"liteport: error: {message}", file=sys.stderr)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _common_options(default: object) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--strict-plugins", action="store_true", help="a plugin that fails to load is fatal")
-    common.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and logs")
+    common.add_argument(
+        "--strict-plugins",
+        action="store_true",
+        default=default,
+        help="a plugin that fails to load is fatal",
+    )
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=default, help="show tracebacks and logs"
+    )
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # The options are accepted before and after the subcommand. The subcommands' copies default to
+    # SUPPRESS: a default there would overwrite what was given before the subcommand.
+    common = _common_options(argparse.SUPPRESS)
 
     parser = argparse.ArgumentParser(
         prog="liteport",
-        parents=[common],
+        parents=[_common_options(False)],
         description="Convert PyTorch models to TensorFlow Lite through pinned converter backends.",
     )
     parser.add_argument("--version", action="version", version=f"liteport {__version__}")
@@ -55,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     inventory.add_parsers(sub, common)
     convert.add_parsers(sub, common)
+    explain.add_parsers(sub, common)
     matrix.add_parsers(sub, common)
     images.add_parsers(sub, common)
     return parser

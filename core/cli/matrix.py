@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from liteport.cli.common import console, default_work_root, plugins
+from liteport.cli.common import EXIT_FAILED, console, plugins, usable_work_root, writable_folder
 from liteport.errors import UsageError
 from liteport.matrix.cells import parse_shard, plan, shard
 from liteport.matrix.journal import Journal
-from liteport.matrix.run import MatrixProgress, run_matrix
+from liteport.matrix.run import NO_REWRITES, MatrixProgress, run_matrix
 from liteport.pipeline import Engine, StageTimeouts
+from liteport.pipeline.explain import ExplainOptions
 from liteport.reports import build, entries_from, write_reports
 from liteport.runtimes import get_runtime
 from liteport.types import MODES
+
+if TYPE_CHECKING:  # the executor module is imported only for --executor ray
+    from liteport.matrix.cells import Cell
+    from liteport.matrix.ray_executor import RayExecutor
+    from liteport.plugins import PluginManager
 
 DEFAULT_MODES = ("fp32", "fp16", "dynamic", "int8")
 
@@ -36,6 +44,24 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="skip cells already in the journal")
     p.add_argument("--shard", help="run the k-th of n deterministic slices, e.g. 1/2")
     p.add_argument("--workdir", type=Path, help="where work files go (default: the cache)")
+    p.add_argument(
+        "--no-rewrites", action="store_true", help="never retry a cell with the model's graph rewritten"
+    )
+    p.add_argument(
+        "--explain", action="store_true", help="attach per-layer data (liteport explain) to invalid cells"
+    )
+    p.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="where cells run: threads here (default) or a Ray cluster (pip install 'liteport[ray]')",
+    )
+    p.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="with --executor ray: the cluster's head, e.g. 10.0.0.5:6379 (default: $RAY_ADDRESS, "
+        "else a local Ray instance)",
+    )
     p.set_defaults(func=cmd_matrix)
 
     p = sub.add_parser("report", parents=[common], help="render reports from matrix journals")
@@ -55,7 +81,12 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown mode {', '.join(unknown)}", hint=f"choose from: {', '.join(MODES)}")
     pm = plugins(args)
     cells = plan(
-        pm, _split(args.models), modes, backends=_split(args.backends), environments=_split(args.envs)
+        pm,
+        _split(args.models),
+        modes,
+        backends=_split(args.backends),
+        environments=_split(args.envs),
+        options={NO_REWRITES: True} if args.no_rewrites else None,
     )
     if args.shard:
         cells = shard(cells, *parse_shard(args.shard))
@@ -66,32 +97,55 @@ def cmd_matrix(args: argparse.Namespace) -> int:
             f"journal {journal_path} already holds results",
             hint="add --resume to continue it, or choose another --journal/--out",
         )
+    writable_folder(journal_path.parent, "journal folder", hint="choose another with -o or --journal")
+    if args.journal:
+        writable_folder(args.out, "report folder", hint="choose another with -o")
+    if args.ray_address and args.executor != "ray":
+        raise UsageError("--ray-address needs --executor ray")
+    on_ray = args.executor == "ray"
+    # On Ray the nodes need work folders and environments; the driver only keeps the journal.
+    work_root = None if on_ray else usable_work_root(args.runtime, args.workdir)
+    journal.repair_tail()  # a line torn by a kill goes to a side file, with a warning, before any work
     jobs = args.jobs or os.cpu_count() or 1
     err = console()
     display = _Display(err, len(cells))
-    engine = Engine(
-        pm=pm,
-        runtime=get_runtime(args.runtime),
-        work_root=args.workdir or default_work_root(),
-        cwd=str(Path.cwd()),
-        timeouts=StageTimeouts(convert=args.timeout),
-        workers_per_env=jobs,
+    explain = ExplainOptions() if args.explain else None
+    engine = (
+        None
+        if work_root is None
+        else Engine(
+            pm=pm,
+            runtime=get_runtime(args.runtime),
+            work_root=work_root,
+            cwd=str(Path.cwd()),
+            timeouts=StageTimeouts(convert=args.timeout),
+            workers_per_env=jobs,
+        )
     )
+    executor = _ray_executor(args, pm, cells, explain) if on_ray else None
     with display:
         try:
             outcome = run_matrix(
-                engine, cells, journal, jobs=jobs, resume=args.resume, progress=display.hooks()
+                engine,
+                cells,
+                journal,
+                jobs=jobs,
+                resume=args.resume,
+                progress=display.hooks(),
+                explain=explain,
+                executor=executor,
             )
         finally:
-            engine.close()
+            if engine is not None:
+                engine.close()
     done = outcome.skipped + len(outcome.finished)
     if outcome.interrupted:
-        again = " ".join(a for a in sys.argv[1:] if a != "--resume")
-        err.print(
-            f"[yellow]interrupted[/yellow]: {done}/{outcome.total} cells are in {journal_path}; "
-            f"resume with: liteport {again} --resume"
-        )
+        print_resume(err, done, outcome.total, journal_path, getattr(args, "argv", None) or sys.argv[1:])
         return 130
+    if outcome.stopped:
+        print(f"liteport: error: {outcome.stopped}", file=sys.stderr, flush=True)
+        print_resume(err, done, outcome.total, journal_path, getattr(args, "argv", None) or sys.argv[1:])
+        return EXIT_FAILED
     convert_sum = sum(float(a.timings.get("total_s") or 0) for _, a in outcome.finished)
     err.print(
         f"{len(outcome.finished)} cells run ({outcome.skipped} already journaled) in "
@@ -103,7 +157,50 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ray_executor(
+    args: argparse.Namespace, pm: PluginManager, cells: Sequence[Cell], explain: ExplainOptions | None
+) -> RayExecutor:
+    """The Ray executor for this run; Ray is imported only here, when --executor ray asks for it."""
+    from liteport.matrix.ray_executor import NodeSettings, RayExecutor, expected_environments, import_ray
+    from liteport.runtimes import RUNTIMES
+
+    import_ray()  # no Ray installed: say so now, before any work
+    if args.runtime not in RUNTIMES:
+        raise UsageError(f"unknown runtime {args.runtime!r}", hint=f"choose one of: {', '.join(RUNTIMES)}")
+    envs, validators = expected_environments(pm, cells)
+    workdir = args.workdir.resolve() if args.workdir else None  # the same path on every node
+    return RayExecutor(
+        address=args.ray_address or os.environ.get("RAY_ADDRESS") or None,
+        jobs=args.jobs or None,
+        settings=NodeSettings(
+            runtime=args.runtime,
+            timeouts=StageTimeouts(convert=args.timeout),
+            slots=1,
+            workdir=str(workdir) if workdir else None,
+            cwd=str(Path.cwd()),
+            explain=explain,
+            strict_plugins=bool(getattr(args, "strict_plugins", False)),
+        ),
+        expected=envs,
+        validators=validators,
+        say=lambda message: print(f"liteport: warning: {message}", file=sys.stderr, flush=True),
+    )
+
+
+def print_resume(err: Any, done: int, total: int, journal: Path, argv: Sequence[str]) -> None:
+    """Say where the finished cells are and how to resume, the command alone on one line."""
+    from rich.markup import escape
+
+    err.print(
+        f"[yellow]interrupted[/yellow]: {done}/{total} cells are in {escape(str(journal))}; resume with:"
+    )
+    again = shlex.join(a for a in argv if a != "--resume")
+    # Plain print: rich would wrap it at the console width, and a wrapped command breaks when pasted.
+    print(f"liteport {again} --resume", file=sys.stderr, flush=True)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
+    writable_folder(args.out, "report folder", hint="choose another with -o")
     document = build(entries_from(args.journals))
     for path in write_reports(document, args.out):
         print(path)

@@ -45,6 +45,12 @@ def verdict_rows(attempt: Attempt) -> list[tuple[str, str]]:
         ("backend", f"{attempt.backend} in {attempt.environment} ({attempt.runtime})"),
         ("mode", attempt.mode + (" channels-last" if attempt.options.get("channels_last") else "")),
     ]
+    if attempt.rewrites:  # the model was rewritten before this attempt: say how, and why
+        rows.append(("rewrites", ", ".join(attempt.rewrites)))
+        if f.get("rewritten_from"):
+            rows.append(("rewritten after", str(f["rewritten_from"])))
+    if f.get("onnx_opset"):
+        rows.append(("ONNX", f"opset {f['onnx_opset']}, {f.get('onnx_exporter', 'torchscript')} exporter"))
     if attempt.error:
         rows.append(("cause", f"{attempt.error.kind}: {attempt.error.message}"))
     if m:
@@ -66,10 +72,12 @@ def verdict_rows(attempt: Attempt) -> list[tuple[str, str]]:
             (
                 "ops",
                 ", ".join(f"{name} {ops.get(name, 0)}" for name in ("TRANSPOSE", "QUANTIZE", "DEQUANTIZE"))
-                + f", custom/Flex {f.get('custom_ops', 0)}, total {sum(ops.values())}",
+                + f", custom/Flex {f.get('custom_ops', 0) + f.get('flex_ops', 0)}, total {sum(ops.values())}",
             )
         )
-    if f.get("inputs") and f.get("outputs"):
+    # The model's own I/O tensors only when a validator loaded it; before that facts hold PyTorch's.
+    judged = any(status in ("ok", "invalid") for status in attempt.validations.values())
+    if judged and f.get("inputs") and f.get("outputs"):
         dtypes = [", ".join(str(t.get("dtype")) for t in f[side]) for side in ("inputs", "outputs")]
         rows.append(("I/O dtypes", f"{dtypes[0]} -> {dtypes[1]}"))
     if "convert_s" in t:
@@ -95,7 +103,7 @@ def print_attempt(attempt: Attempt, *, output: Path | None, verbose: bool) -> No
     console.print(table)
     if output:
         console.print(f"wrote {output}")
-    if attempt.error and attempt.error.log:
+    if attempt.error and attempt.error.log and Path(attempt.error.log).is_file():
         console.print(f"log: {attempt.error.log}", markup=False)
     if verbose and attempt.error and attempt.error.detail:
         console.print(attempt.error.detail, markup=False)
@@ -125,7 +133,7 @@ def print_attempts(attempts: Sequence[Attempt], chosen: Attempt | None, *, pick:
         table.add_row(
             "→" if attempt is chosen else "",
             attempt.backend,
-            attempt.environment,
+            attempt.environment + (f" ↻ {'+'.join(attempt.rewrites)}" if attempt.rewrites else ""),
             Text(attempt.status, style=STATUS_STYLE.get(attempt.status, "")),
             fmt(m.get("cosine"), ".5f"),
             fmt(m.get("sqnr_db"), ".1f"),

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import concurrent.futures
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
+from liteport.explain.document import compact
 from liteport.matrix.cells import Cell
 from liteport.matrix.journal import Journal
 from liteport.pipeline import Engine, PoolClosed
+from liteport.pipeline.explain import ExplainOptions, explain_attempt
+from liteport.pipeline.rewriting import attempts_with_rewrites
 from liteport.types import Attempt, ModelSpec
 
 LOG_EXCERPT_LINES = 25
+NO_REWRITES = "no_rewrites"  # cell option set by --no-rewrites (part of the cell key)
 
 
 @dataclass
@@ -33,72 +39,145 @@ class MatrixOutcome:
     finished: list[tuple[Cell, Attempt]]
     interrupted: bool
     wall_s: float
+    stopped: str | None = None  # why cells were left undone without an interrupt (e.g. no Ray node left)
+
+
+# Journals one finished cell (its attempt and journal entry); called by the driver only.
+Record = Callable[[Cell, Attempt, dict[str, Any]], None]
+
+
+class CellExecutor(Protocol):
+    """Where cells run: threads on this machine (default) or a Ray cluster (``ray_executor``).
+
+    ``run`` hands every finished cell to ``record`` as its result arrives. Interrupted, it stops
+    every running cell and raises ``KeyboardInterrupt``; it returns why cells were left undone, if any.
+    """
+
+    def run(self, cells: Sequence[Cell], record: Record, progress: MatrixProgress) -> str | None: ...
 
 
 def run_matrix(
-    engine: Engine,
+    engine: Engine | None,
     cells: Sequence[Cell],
     journal: Journal,
     *,
     jobs: int,
     resume: bool,
     progress: MatrixProgress | None = None,
+    explain: ExplainOptions | None = None,
+    executor: CellExecutor | None = None,
 ) -> MatrixOutcome:
-    """Run ``cells`` (skipping journaled ones with ``resume``); Ctrl-C stops cleanly."""
+    """Run ``cells`` (skipping journaled ones with ``resume``); Ctrl-C stops cleanly.
+
+    Cells run on ``executor`` (default: ``jobs`` threads driving ``engine``); whatever runs them,
+    this process alone appends to the journal, as each result arrives.
+    """
     progress = progress or MatrixProgress()
     done_keys = journal.keys() if resume else set()
     todo = [c for c in cells if c.key not in done_keys]
-    backends = engine.pm.backends()
     started = time.perf_counter()
     finished: list[tuple[Cell, Attempt]] = []
     counter = {"done": len(cells) - len(todo)}
     lock = threading.Lock()
-    local = threading.local()
-    engine.progress = lambda message: progress.on_stage(getattr(local, "slot", "main"), message)
 
-    def run_cell(cell: Cell) -> None:
-        local.slot = threading.current_thread().name
-        progress.on_start(local.slot, cell)
-        backend = backends[cell.backend]
-        env = next(e for e in backend.environments if e.name == cell.environment)
-        try:
-            attempt = engine.attempt(ModelSpec(ref=cell.model), backend, env, cell.mode, options=cell.options)
-        except PoolClosed:
-            return  # interrupted: its worker was killed, so there is no real result to journal
-        journal.append(
-            {
-                "key": cell.key,
-                "cell": cell.to_dict(),
-                "attempt": attempt.to_dict(),
-                "log_excerpt": log_excerpt(attempt),
-            }
-        )
+    def record(cell: Cell, attempt: Attempt, entry: dict[str, Any]) -> None:
+        journal.append(entry)
         with lock:
             finished.append((cell, attempt))
             counter["done"] += 1
             progress.on_done(cell, attempt, counter["done"], len(cells))
 
-    interrupted = False
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="cell")
-    futures = [pool.submit(run_cell, cell) for cell in todo]
+    if executor is None:
+        if engine is None:
+            raise ValueError("run_matrix needs an engine or an executor")
+        executor = ThreadExecutor(engine, jobs, explain)
+    interrupted, stopped = False, None
     try:
-        for future in concurrent.futures.as_completed(futures):
-            future.result()
+        stopped = executor.run(todo, record, progress)
     except KeyboardInterrupt:
         interrupted = True
-        for future in futures:
-            future.cancel()
-        engine.close()  # kills busy workers; their cells are not journaled
-        pool.shutdown(wait=True, cancel_futures=True)
-    else:
-        pool.shutdown(wait=True)
     return MatrixOutcome(
         total=len(cells),
         skipped=len(cells) - len(todo),
         finished=finished,
         interrupted=interrupted,
         wall_s=time.perf_counter() - started,
+        stopped=stopped,
     )
+
+
+def run_cell(
+    engine: Engine, cell: Cell, explain: ExplainOptions | None = None
+) -> tuple[Attempt, dict[str, Any]]:
+    """One cell in ``engine``: its final attempt and journal entry. Raises ``PoolClosed`` when interrupted.
+
+    Shared by every executor, so a cell means the same work on this machine and on a cluster node.
+    """
+    backend = engine.pm.backends()[cell.backend]
+    env = next(e for e in backend.environments if e.name == cell.environment)
+    # the cell's last attempt: plain, or rewritten when it failed on an op a rewrite replaces
+    options = {k: v for k, v in cell.options.items() if k != NO_REWRITES}
+    attempt = attempts_with_rewrites(
+        engine,
+        ModelSpec(ref=cell.model),
+        backend,
+        env,
+        cell.mode,
+        options=options,
+        rewrites=not cell.options.get(NO_REWRITES),
+    )[-1]
+    # --explain: an invalid cell also says where it drifts from PyTorch, layer by layer
+    explained = (
+        explain_attempt(engine, ModelSpec(ref=cell.model), backend, env, attempt, settings=explain)
+        if explain is not None and attempt.status == "invalid"
+        else None
+    )
+    entry = {
+        "key": cell.key,
+        "cell": cell.to_dict(),
+        "attempt": attempt.to_dict(),
+        "log_excerpt": log_excerpt(attempt),
+        "node": {"hostname": socket.gethostname()},  # provenance: where the cell ran
+        **({"explain": compact(explained.document)} if explained is not None else {}),
+    }
+    return attempt, entry
+
+
+@dataclass
+class ThreadExecutor:
+    """Cells on threads of this process, up to ``jobs`` at once, in one engine's warm workers."""
+
+    engine: Engine
+    jobs: int
+    explain: ExplainOptions | None = None
+
+    def run(self, cells: Sequence[Cell], record: Record, progress: MatrixProgress) -> str | None:
+        engine = self.engine
+        local = threading.local()
+        engine.progress = lambda message: progress.on_stage(getattr(local, "slot", "main"), message)
+
+        def one(cell: Cell) -> None:
+            local.slot = threading.current_thread().name
+            progress.on_start(local.slot, cell)
+            try:
+                attempt, entry = run_cell(engine, cell, self.explain)
+            except PoolClosed:
+                return  # interrupted: its worker was killed, so there is no real result to journal
+            record(cell, attempt, entry)
+
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, self.jobs), thread_name_prefix="cell")
+        futures = [pool.submit(one, cell) for cell in cells]
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                future.result()
+        except KeyboardInterrupt:
+            for future in futures:
+                future.cancel()
+            engine.close()  # kills busy workers; their cells are not journaled
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+        return None
 
 
 def log_excerpt(attempt: Attempt) -> str | None:

@@ -12,11 +12,12 @@ import json
 import shutil
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from liteport.pipeline.exports import OnnxExports, export_facts
 from liteport.pipeline.pool import WorkerPool
 from liteport.pipeline.runs import RunFolders, write_atomically
 from liteport.plugins import PluginManager
@@ -56,6 +57,7 @@ class Engine:
             workers_per_env=self.workers_per_env,
         )
         self.runs = RunFolders(self.pool, self.work_root, timeout=self.timeouts.reference, progress=say)
+        self.exports = OnnxExports(self.runs)
 
     def __enter__(self) -> Engine:
         return self
@@ -77,8 +79,11 @@ class Engine:
     def reference(self, model: ModelSpec) -> Result:
         return self.runs.reference(model)
 
-    def export_onnx(self, model: ModelSpec, opset: int) -> Result:
-        return self.runs.export_onnx(model, opset)
+    def export_onnx(self, model: ModelSpec, opset: int, exporter: str = "torchscript") -> Result:
+        return self.runs.export_onnx(model, opset, exporter)
+
+    def rewrite(self, model: ModelSpec, rewrites: Sequence[str]) -> Result:
+        return self.runs.rewrite(model, rewrites)
 
     def attempt(
         self,
@@ -89,7 +94,11 @@ class Engine:
         *,
         options: Mapping[str, Any] | None = None,
         thresholds: Mapping[str, Any] | None = None,
+        variant: ModelSpec | None = None,
+        rewrites: Sequence[str] = (),
     ) -> Attempt:
+        """One attempt at ``model``; with ``variant`` (the model after ``rewrites``, a .pt2), the
+        variant is exported and converted while the original's reference judges it."""
         options = dict(options or {})
         base = Attempt(
             model=model.ref,
@@ -99,6 +108,7 @@ class Engine:
             status="ok",
             runtime=self.runtime.name,
             options=options,
+            rewrites=tuple(rewrites),
         )
         if not environment.offers(mode, backend.modes):
             offered = [m for m in backend.modes if environment.offers(m, backend.modes)]
@@ -115,9 +125,16 @@ class Engine:
         reference = self.reference(model)
         if not reference.ok:
             return _from_stage(base, reference, "reference", started)
-        workdir = _fresh_attempt_dir(reference, backend, environment, mode, options)
+        folder_key = {**options, "rewrites": list(rewrites)} if rewrites else options
+        workdir = _fresh_attempt_dir(reference, backend, environment, mode, folder_key)
         steps = _AttemptSteps(
-            self, evolve(base, workdir=str(workdir)), model, backend, environment, reference, thresholds
+            self,
+            evolve(base, workdir=str(workdir)),
+            variant or model,
+            backend,
+            environment,
+            reference,
+            thresholds,
         )
         attempt = steps.run()
         attempt = evolve(
@@ -168,10 +185,12 @@ class _AttemptSteps:
         """ONNX for backends that convert from it, shared by every such backend."""
         if self.backend.needs != "onnx":
             return None
-        exported = self.engine.export_onnx(self.model, int(self.attempt.options.get("opset", DEFAULT_OPSET)))
+        # the environment's opsets in order of preference, the exporter's advice (pipeline/exports.py)
+        exported = self.engine.exports.for_environment(self.model, self.environment, self.attempt.options)
         if not exported.ok:
             return _from_stage(self.attempt, exported, "export")
         self.inputs["onnx"] = exported.artifacts["onnx"]
+        self.attempt = evolve(self.attempt, facts={**self.attempt.facts, **export_facts(exported)})
         return None
 
     def convert(self) -> Attempt | None:
@@ -182,7 +201,7 @@ class _AttemptSteps:
             self.attempt,
             lock_hash=converted.lock_hash,
             versions=dict(converted.versions),
-            facts={**self.reference.facts, **converted.facts},
+            facts={**self.reference.facts, **self.attempt.facts, **converted.facts},
             timings={**_prefixed(self.reference.timings, "reference"), **converted.timings},
         )
         self.converted = converted

@@ -75,7 +75,8 @@ class WorkerPool:
             self._checkin(handle, session)
         if self.closed:
             raise PoolClosed  # the worker was killed under us: this result is not real
-        return stamp(handle, result.replace(log=str(log)))
+        # Only a log that exists is named (a job refused or killed before it began has none).
+        return stamp(handle, result.replace(log=str(log) if log.is_file() else None))
 
     def _checkout(self, handle: EnvironmentHandle) -> WorkerSession:
         name = handle.spec.name

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 from filelock import FileLock
@@ -72,8 +73,8 @@ class RunFolders:
             f"reference outputs from PyTorch ({REFERENCE_ENV.name})",
         )
 
-    def export_onnx(self, model: ModelSpec, opset: int) -> Result:
-        """The model as ONNX (legacy exporter), exported once per run folder and opset."""
+    def export_onnx(self, model: ModelSpec, opset: int, exporter: str = "torchscript") -> Result:
+        """The model as ONNX, exported once per run folder, opset and exporter (torchscript | dynamo)."""
         run_dir = self.run_dir(model)
         job = Job(
             kind="export",
@@ -81,11 +82,26 @@ class RunFolders:
             workdir=str(run_dir),
             model=model,
             environment=REFERENCE_ENV.name,
-            options={"opset": opset},
+            options={"opset": opset, "exporter": exporter},
         )
+        stage = f"export-opset{opset}" + ("" if exporter == "torchscript" else f"-{exporter}")
         return self._once(
-            run_dir, f"export-opset{opset}", job, f"export ONNX opset {opset} ({REFERENCE_ENV.name})"
+            run_dir, stage, job, f"export ONNX opset {opset}, {exporter} ({REFERENCE_ENV.name})"
         )
+
+    def rewrite(self, model: ModelSpec, rewrites: Sequence[str]) -> Result:
+        """The model with ``rewrites`` applied, as a .pt2 in its run folder (made once per set)."""
+        run_dir = self.run_dir(model)
+        job = Job(
+            kind="rewrite",
+            id=_job_id(),
+            workdir=str(run_dir / "rewrites"),
+            model=model,
+            environment=REFERENCE_ENV.name,
+            options={"rewrites": list(rewrites)},
+        )
+        stage = "rewrite-" + "+".join(rewrites)
+        return self._once(run_dir, stage, job, f"rewrite {', '.join(rewrites)} ({REFERENCE_ENV.name})")
 
     def _once(self, run_dir: Path, stage: str, job: Job, message: str) -> Result:
         done = run_dir / f"{stage}.result.json"

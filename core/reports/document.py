@@ -10,8 +10,21 @@
                     "error_kind", "metrics": {cosine, sqnr_db, max_abs, top1},
                     "facts": {size_bytes, latency_ms, transpose_ops, quantize_ops,
                               dequantize_ops, custom_ops, flex_ops},
-                    "timings": {convert_s, total_s}, "lock_hash", "log_excerpt", "finished"}]
+                    "timings": {convert_s, total_s}, "lock_hash", "log_excerpt", "finished",
+                    "explain": null or liteport.explain.document.compact(...) (matrix --explain),
+                    "node": {"hostname", "ray_node_id" (--executor ray), "ip"} or null (older
+                            journals), "lost_on": [node, ...] nodes lost while running it}]
     environments  {name: {"lock_hash", "versions": {package: version}}}
+    nodes         {label: {"hostname", "ray_node_id", "cells": int, "by_status": {status: int}}}:
+                  where the cells ran (label: hostname, or hostname/first 8 of the Ray node id)
+    coverage      {mode: {"models": int, "chain": int, "environments": {name: int},
+                  "with_rewrites": {name: int}}}: valid (ok) models per environment as its converter
+                  does them ("environments"), also counting those valid only after a graph rewrite
+                  ("with_rewrites"), and for the chain: valid in at least one environment, rewrites
+                  included (what `liteport convert` with the default chain finds)
+
+Cells also carry ``"rewrites"`` (graph rewrites applied before the attempt that decided the cell)
+and ``facts.onnx_opset`` / ``facts.onnx_exporter`` for ONNX backends.
 
 Every renderer works from this one document, so the three files always agree.
 """
@@ -36,6 +49,8 @@ FACT_KEYS = (
     "dequantize_ops",
     "custom_ops",
     "flex_ops",
+    "onnx_opset",
+    "onnx_exporter",
 )
 TIMING_KEYS = ("convert_s", "total_s")
 
@@ -62,7 +77,62 @@ def build(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "columns": [{"backend": b, "environment": e, "mode": m} for b, e, m in columns],
         "cells": cells,
         "environments": dict(sorted(environments.items())),
+        "coverage": coverage(cells),
+        "nodes": nodes(cells),
     }
+
+
+def node_label(node: Mapping[str, Any] | None) -> str:
+    """``hostname``, or ``hostname/<first 8 of the Ray node id>`` for a cell run on Ray; "" when unknown."""
+    if not node:
+        return ""
+    ray_id = str(node.get("ray_node_id") or "")
+    return f"{node.get('hostname', '?')}/{ray_id[:8]}" if ray_id else str(node.get("hostname", "?"))
+
+
+def nodes(cells: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Provenance: each node the cells ran on, with how many cells and their statuses."""
+    out: dict[str, dict[str, Any]] = {}
+    for cell in cells:
+        label = node_label(cell.get("node"))
+        if not label:
+            continue
+        node = cell["node"]
+        row = out.setdefault(
+            label,
+            {
+                "hostname": node.get("hostname"),
+                "ray_node_id": node.get("ray_node_id"),
+                "cells": 0,
+                "by_status": {},
+            },
+        )
+        row["cells"] += 1
+        row["by_status"][cell["status"]] = row["by_status"].get(cell["status"], 0) + 1
+    return dict(sorted(out.items()))
+
+
+def coverage(cells: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per mode: valid models per environment (as its converter does them, and with rewrites) and
+    for the chain (valid somewhere, rewrites included), of how many."""
+    out: dict[str, dict[str, Any]] = {}
+    for mode in dict.fromkeys(c["mode"] for c in cells):
+        here = [c for c in cells if c["mode"] == mode]
+        offered = [c for c in here if c["status"] != "unsupported"]  # an env that lacks the mode is no column
+        valid = [c for c in offered if c["status"] == "ok"]
+        environments = sorted({c["environment"] for c in offered})
+        plain = [c for c in valid if not c.get("rewrites")]  # a rewrite is tried only after a failure
+        out[mode] = {
+            "models": len({c["model"] for c in here}),
+            "chain": len({c["model"] for c in valid}),
+            "environments": {
+                e: len({c["model"] for c in plain if c["environment"] == e}) for e in environments
+            },
+            "with_rewrites": {
+                e: len({c["model"] for c in valid if c["environment"] == e}) for e in environments
+            },
+        }
+    return out
 
 
 def _column_order(column: tuple[str, str, str]) -> tuple[str, str, int]:
@@ -88,6 +158,10 @@ def _cell(entry: Mapping[str, Any]) -> dict[str, Any]:
         "lock_hash": attempt.get("lock_hash"),
         "log_excerpt": entry.get("log_excerpt"),
         "finished": entry.get("finished"),
+        "explain": entry.get("explain"),  # per-layer data of an invalid cell (matrix --explain)
+        "node": entry.get("node"),  # provenance: the machine (and Ray node) it ran on
+        "lost_on": list(entry.get("lost_on") or []),
+        "rewrites": list(attempt.get("rewrites") or []),
     }
 
 
@@ -105,5 +179,7 @@ def short_summary(cell: Mapping[str, Any]) -> str:
             parts.append(f"{latency:.2f} ms")
         if isinstance(sqnr, (int, float)):
             parts.append(f"{sqnr:.0f} dB" if sqnr < 99 else "99+ dB")  # fp32 SQNR is capped at 200
+        if cell.get("rewrites"):
+            parts.append("↻ " + "+".join(cell["rewrites"]))
         return " · ".join(parts)
     return str(cell.get("error_kind") or cell["status"])

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from liteport.reports.document import STATUS_ORDER, cell_index, short_summary
+from liteport.reports.layer_chart import LAYER_CHART_JS
 
 COLORS = {
     "ok": "#2e9e4f",
@@ -67,7 +68,22 @@ SCRIPT = """
       });
     });
     var lock = table.insertRow(); lock.insertCell().textContent = 'lock'; lock.insertCell().textContent = fmt(c.lock_hash);
+    if (c.node) {  // provenance: the machine, and the Ray node, the cell ran on
+      var node = table.insertRow(); node.insertCell().textContent = 'node';
+      node.insertCell().textContent = c.node.hostname + (c.node.ray_node_id ? ' \u00b7 Ray node ' + c.node.ray_node_id : '');
+    }
+    if (c.lost_on && c.lost_on.length) {
+      var lost = table.insertRow(); lost.insertCell().textContent = 'lost on'; lost.insertCell().textContent = c.lost_on.join(', ');
+    }
     box.appendChild(table);
+    if (c.explain) {  // liteport matrix --explain: where this cell drifts from PyTorch, layer by layer
+      var head = document.createElement('h2'); head.textContent = 'Where it drifts (SQNR per layer)'; box.appendChild(head);
+      var div = document.createElement('div'); div.id = 'layer-chart'; box.appendChild(div);
+      div.appendChild(liteportLayerChart(c.explain));
+      var verdict = document.createElement('p');
+      verdict.textContent = c.explain.first_divergent ? 'first divergent: ' + c.explain.first_divergent + (c.explain.hint ? ' \u2014 ' + c.explain.hint : '') : (c.explain.error || 'no layer diverges');
+      box.appendChild(verdict);
+    }
     if (c.log_excerpt) {
       var pre = document.createElement('pre'); pre.textContent = c.log_excerpt; box.appendChild(pre);
     }
@@ -146,6 +162,17 @@ def render_html(doc: Mapping[str, Any]) -> str:
         f"<td>{_e(', '.join(f'{k} {v}' for k, v in env['versions'].items()))}</td></tr>"
         for name, env in doc["environments"].items()
     )
+    node_rows = "".join(
+        f"<tr><td>{_e(label)}</td><td><code>{_e(node.get('ray_node_id') or '-')}</code></td><td>{node['cells']}</td>"
+        f"<td>{_e(', '.join(f'{s} {n}' for s, n in node['by_status'].items()))}</td></tr>"
+        for label, node in (doc.get("nodes") or {}).items()
+    )
+    nodes = (
+        '<h2>Nodes</h2>\n<table class="envs"><tr><th>node</th><th>Ray node id</th><th>cells</th><th>statuses</th></tr>'
+        f"{node_rows}</table>"
+        if node_rows
+        else ""
+    )
     data = json.dumps(doc["cells"], default=str).replace("</", "<\\/")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>liteport compatibility matrix</title>
@@ -163,8 +190,9 @@ def render_html(doc: Mapping[str, Any]) -> str:
 {_chart(doc["cells"])}
 <h2>Environments</h2>
 <table class="envs"><tr><th>environment</th><th>lock</th><th>versions</th></tr>{env_rows}</table>
+{nodes}
 <script type="application/json" id="cells-data">{data}</script>
-<script>{SCRIPT}</script>
+<script>{LAYER_CHART_JS}{SCRIPT}</script>
 </body></html>
 """
 

@@ -7,14 +7,20 @@ host-side launcher, ``python -m liteport.runtimes.docker``, which speaks the sam
 protocol as a worker, so the core's WorkerSession (timeouts, restarts) is used unchanged:
 
 * the launcher runs ``docker run -i --rm --network none --read-only ...`` and relays lines;
-  it starts the container at the first job, because only jobs say which host folders they
-  need: the job's work folder (its parent, i.e. the run folder holding every attempt, is
-  mounted writable so later jobs reuse the container) and, read-only, the model's folder,
-  weights and inputs files, the working directory for module refs, and PYTHONPATH entries.
-  A job needing a folder the running container lacks restarts it with one more mount.
+  it starts the container at the first job, because only jobs say which host paths they need
+  (``plan_mounts``): writable, only the job's own folder (an attempt folder; for the reference
+  stage, that model's run folder); read-only, each file a job option names (reference and
+  calibration data, the ONNX export), the weights and inputs files, the model's folder (the
+  model file alone when that folder is ``/``, a top-level folder, the home folder or holds the
+  work folder), and PYTHONPATH entries. A job needing other mounts than the running container
+  has gets a fresh container, so no container ever sees another attempt's or model's files
+  writable, or another model's run at all. A job that would need ``/``, a top-level folder or
+  the home folder whole is refused (``bad_input``) with the reason, which also goes to its log.
 * inside, docker_guard supervises the worker: a timeout kills the launcher and its ``docker
   run`` client, Docker closes the container's stdin, and the guard kills the worker, so the
   container ends and ``--rm`` removes it; an OOM kill comes back as ``crashed`` with the reason.
+  A container that dies as a whole is "out of memory" only when the engine logged an ``oom``
+  event for it; otherwise the signal or exit code is the cause.
 * every result carries the image ID (``versions["image"]`` and ``facts["image_<stage>"]``).
 
 Limits: ``LITEPORT_DOCKER_MEMORY`` (default 4g, swap off), ``LITEPORT_DOCKER_PIDS`` (1024),
@@ -24,14 +30,17 @@ Limits: ``LITEPORT_DOCKER_MEMORY`` (default 4g, swap off), ``LITEPORT_DOCKER_PID
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
 import os
 import queue
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -155,68 +164,124 @@ def docker_cli() -> str:
 # -- the launcher (host side, one per worker session) ------------------------------------------
 
 
-class Mounts:
-    """Host folders bound at the same path inside the container, read-only unless writable."""
-
-    def __init__(self) -> None:
-        self.paths: dict[Path, bool] = {}  # path -> writable
-
-    def covers(self, path: Path, writable: bool) -> bool:
-        return any(
-            (path == mount or mount in path.parents) and (ok or not writable)
-            for mount, ok in self.paths.items()
-        )
-
-    def add(self, path: Path, writable: bool) -> None:
-        self.paths[path] = self.paths.get(path, False) or writable
-
-    def docker_args(self) -> list[str]:
-        args = []
-        for path, writable in sorted(self.paths.items()):
-            spec = f"type=bind,source={path},target={path}" + ("" if writable else ",readonly")
-            args += ["--mount", spec]
-        return args
+class MountRefused(Exception):
+    """A job needs a host path the runtime will not bind into a container; the message says which."""
 
 
-def job_needs(job: Mapping[str, Any], log: str | None, cwd: Path) -> list[tuple[Path, bool]]:
-    """(host path, writable) a job reads or writes; paths that do not exist are left out."""
-    needs: list[tuple[Path, bool]] = []
+def too_wide(path: Path, home: Path) -> bool:
+    """Never bound whole: ``/``, top-level folders (``/tmp``, ``/home``), the home folder and its parents."""
+    return len(path.parts) <= 2 or path == home or path in home.parents
 
-    def want(raw: object, writable: bool = False) -> None:
+
+def plan_mounts(
+    job: Mapping[str, Any],
+    log: str | None,
+    cwd: Path,
+    pythonpath: Sequence[Path] = (),
+    home: Path | None = None,
+) -> dict[Path, bool]:
+    """The least host paths (path -> writable) ``job`` needs, each bound at the same path.
+
+    Paths that do not exist are left out (the job then fails inside with its own message).
+    Raises MountRefused when the job needs a too wide folder (``too_wide``) whole.
+    """
+    home = (home or Path.home()).resolve()
+
+    def existing(raw: object) -> Path | None:
         if not isinstance(raw, str) or not raw or "\n" in raw:
-            return
+            return None
         path = Path(raw).expanduser()
         path = (path if path.is_absolute() else cwd / path).resolve()
-        if path.exists():
-            needs.append((path, writable))
+        return path if path.exists() else None
 
-    want(job.get("workdir"), writable=True)
-    if log:
-        want(str(Path(log).parent), writable=True)
+    writable: list[Path] = []
+    for raw, what in ((job.get("workdir"), "work folder"), (str(Path(log).parent) if log else None, "log")):
+        path = existing(raw)
+        if path is None or path in writable:
+            continue
+        if not path.is_dir() or too_wide(path, home):
+            raise MountRefused(
+                f"the docker runtime will not mount {path} writable (the job's {what}): a job writes "
+                "only a folder of its own, never /, a top-level folder or the home folder"
+            )
+        writable.append(path)
+
+    def holds_work(folder: Path) -> bool:  # a folder around the work folder would show every model's runs
+        return any(folder == w or folder in w.parents for w in writable)
+
+    readonly: list[Path] = []
     model = job.get("model") or {}
-    ref = str(model.get("ref", ""))
-    target = ref.rsplit(":", 1)[0] if ":" in ref else ref
-    if not ref.startswith("zoo:"):
-        if target.endswith(".py") or "/" in target:
-            want(str(Path(target).expanduser().parent) if Path(target).name else target)
-        else:  # package.module:factory is imported from the working directory or PYTHONPATH
-            want(str(cwd))
+    ref = str(model.get("ref") or "").strip()
+    if ref and not ref.startswith("zoo:"):
+        target = ref if ref.endswith(".pt2") else ref.rpartition(":")[0]
+        if target.endswith((".py", ".pt2")) or "/" in target:
+            file = existing(target)
+            if file is not None:
+                # Its folder for the modules beside it, unless that folder is too wide to show.
+                wide = too_wide(file.parent, home) or holds_work(file.parent)
+                readonly.append(file if wide else file.parent)
+        elif target:  # package.module:factory, imported from the working directory (or PYTHONPATH)
+            top = target.split(".")[0]
+            found = existing(top) or existing(f"{top}.py")
+            if found is not None and not too_wide(found, home) and not holds_work(found):
+                readonly.append(found)
     for key in ("weights", "inputs"):
-        if model.get(key):
-            want(str(Path(str(model[key])).expanduser().parent))
-    for value in (job.get("options") or {}).values():
-        if isinstance(value, str) and value.startswith("/"):
-            want(str(Path(value).parent) if Path(value).is_file() else value)
-    return needs
+        file = existing(model.get(key))
+        if file is not None:
+            readonly.append(file)
+    for key, value in (job.get("options") or {}).items():
+        path = existing(value) if isinstance(value, str) and value.startswith("/") else None
+        if path is None:
+            continue
+        if path.is_dir() and too_wide(path, home):
+            raise MountRefused(
+                f"the docker runtime will not mount {path} (job option {key!r}): /, top-level folders "
+                "and the home folder are never mounted whole"
+            )
+        readonly.append(path)  # a file alone; a folder whole
+    readonly += [e for e in pythonpath if e.is_dir() and not too_wide(e, home) and not holds_work(e)]
+
+    plan = dict.fromkeys(writable, True)
+    for path in readonly:
+        plan.setdefault(path, False)
+    # Drop what another mount already gives (a read-only folder inside a writable one stays nested).
+    return {
+        path: rw
+        for path, rw in plan.items()
+        if not any(other in path.parents and (plan[other] or not rw) for other in plan)
+    }
 
 
-def _mount_point(path: Path, writable: bool) -> Path:
-    """What to bind for a need: a writable work folder binds its parent (sibling attempts), if deep enough."""
-    if writable and len(path.parent.parts) >= 3:
-        return path.parent
-    if path == Path("/"):
-        raise ValueError("refusing to mount /")
-    return path
+def visible(path: Path, mounts: Mapping[Path, bool]) -> bool:
+    return any(path == mount or mount in path.parents for mount in mounts)
+
+
+def mount_args(mounts: Mapping[Path, bool]) -> list[str]:
+    """``--mount`` options, parents first; a path with a comma or quote is quoted as docker's CSV wants."""
+    args = []
+    for path, writable in sorted(mounts.items()):
+        fields = [f"source={path}", f"target={path}"]
+        fields = [f'"{f.replace(chr(34), chr(34) * 2)}"' if "," in f or '"' in f else f for f in fields]
+        args += ["--mount", ",".join(["type=bind", *fields, *([] if writable else ["readonly"])])]
+    return args
+
+
+def describe_container_exit(code: int) -> str:
+    """Why ``docker run`` ended, from its exit code (125-127: docker's own errors; 128+N: signal N)."""
+    if code > 128:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(code - 128).name}"
+    if code == 125:
+        return "docker could not run the container (exit code 125; its message is in the worker log)"
+    return f"exit code {code}"
+
+
+def note_in_log(log: str | None, message: str) -> None:
+    """Append a launcher-side failure to the job's log, so the log the user is shown exists and says why."""
+    if not log or not Path(log).parent.is_dir():
+        return
+    with contextlib.suppress(OSError), open(log, "a", encoding="utf-8") as out:
+        out.write(f"liteport (docker runtime): {message}\n")
 
 
 class Launcher:
@@ -227,9 +292,12 @@ class Launcher:
         self.stdin = stdin
         self.stdout = stdout
         self.cwd = Path.cwd().resolve()
-        self.mounts = Mounts()
+        self.mounts: dict[Path, bool] = {}  # what the running container has bound (path -> writable)
         self.proc: subprocess.Popen[str] | None = None
+        self.name = ""
+        self.started_at = 0.0
         self.lines: queue.Queue[str | None] = queue.Queue()
+        self.docker_said: collections.deque[str] = collections.deque(maxlen=20)  # docker run's stderr tail
         self.root_host = os.getuid() == 0
         # Host PYTHONPATH entries (plugins under test, module refs) are mounted and kept on the path.
         self.pythonpath = [
@@ -237,8 +305,6 @@ class Launcher:
             for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep)
             if entry and Path(entry).is_dir()
         ]
-        for entry in self.pythonpath:
-            self.mounts.add(entry, False)
 
     def send(self, message: Mapping[str, Any]) -> None:
         self.stdout.write(json.dumps(message) + "\n")
@@ -251,36 +317,47 @@ class Launcher:
                 continue
             request = json.loads(line)
             job = request.get("job") or {}
-            error = self._prepare(job, request.get("log"))
+            log = request.get("log")
+            try:
+                error = self._prepare(job, log)
+            except MountRefused as exc:  # the job's input, not the environment: the reason is the cause
+                note_in_log(log, str(exc))
+                self.send(_result(job, "failed", str(exc), kind="bad_input"))
+                continue
             if error:
+                note_in_log(log, error)
                 self.send(_result(job, "env_error", error))
                 continue
-            self.send(self._relay(line, job))
+            self.send(self._relay(line, job, log))
         self._stop()
         return 0
 
     def _prepare(self, job: Mapping[str, Any], log: str | None) -> str | None:
-        """A running container that sees every folder ``job`` needs; an error line otherwise."""
-        grow = False
-        if log and self.root_host and Path(log).is_file():
-            _hand_over(Path(log))  # an earlier run's log, appended to by the container's user
-        for path, writable in job_needs(job, log, self.cwd):
-            if writable and self.root_host:
+        """A running container with exactly the mounts ``job`` needs; an error line otherwise."""
+        plan = plan_mounts(job, log, self.cwd, self.pythonpath)
+        if self.root_host:
+            if log and Path(log).is_file():
+                _hand_over(Path(log))  # an earlier run's log, appended to by the container's user
+            for path in (path for path, writable in plan.items() if writable):
                 _hand_over(path)  # the container's non-root user must be able to write there
-            if not self.mounts.covers(path, writable):
-                self.mounts.add(_mount_point(path, writable), writable)
-                grow = True
-        if self.proc is not None and self.proc.poll() is None and not grow:
+        if self.proc is not None and self.proc.poll() is None and plan == self.mounts:
             return None
         self._stop()
+        self.mounts = plan  # never more: a container serves the jobs of one folder, one model
         return self._start()
 
     def _start(self) -> str | None:
-        name = f"liteport-{self.options.env_name}-{uuid.uuid4().hex[:8]}"
-        argv = self.run_argv(name)
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.name = f"liteport-{self.options.env_name}-{uuid.uuid4().hex[:8]}"
+        argv = self.run_argv(self.name)
+        self.started_at = time.time()
+        self.docker_said.clear()
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         self.lines = queue.Queue()
         threading.Thread(target=pump_lines, args=(self.proc.stdout, self.lines), daemon=True).start()
+        stderr = threading.Thread(target=self._pump_stderr, args=(self.proc.stderr,), daemon=True)
+        stderr.start()
         try:
             line = self.lines.get(timeout=READY_TIMEOUT_S)
         except queue.Empty:
@@ -288,16 +365,28 @@ class Launcher:
         message = _parse(line) if line else None
         if message is None or message.get("event") != "ready":
             self._stop()
-            return (
-                f"the container for {self.options.env_name} did not start "
-                f"(image {self.options.image[:19]}; docker's message is in the worker log)"
-            )
+            stderr.join(timeout=10)  # docker's own message arrives on stderr as it exits
+            said = next((t for t in reversed(self.docker_said) if t.startswith("docker:")), None)
+            said = said or next(reversed(self.docker_said), None)
+            why = f": {said[:300]}" if said else " (docker's message is in the worker log)"
+            image = self.options.image[:19]
+            return f"the container for {self.options.env_name} did not start (image {image}){why}"
         return None
+
+    def _pump_stderr(self, stream: IO[str] | None) -> None:
+        """Pass docker run's stderr on to ours (the worker log), keeping its last lines for causes."""
+        assert stream is not None
+        for line in stream:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+            if line.strip():
+                self.docker_said.append(line.strip())
 
     def run_argv(self, name: str) -> list[str]:
         o = self.options
         user = CONTAINER_USER if self.root_host else f"{os.getuid()}:{os.getgid()}"
-        env = {"PYTHONPATH": os.pathsep.join(map(str, self.pythonpath))} if self.pythonpath else {}
+        shown = [str(entry) for entry in self.pythonpath if visible(entry, self.mounts)]
+        env = {"PYTHONPATH": os.pathsep.join(shown)} if shown else {}
         env.update(
             {
                 k: v
@@ -337,7 +426,7 @@ class Launcher:
             "--workdir",  # the host's working directory, so relative paths in jobs resolve the same
             str(self.cwd) if self.cwd != Path("/") else "/tmp",
             *(["--cpus", o.cpus] if o.cpus else []),
-            *self.mounts.docker_args(),
+            *mount_args(self.mounts),
         ]
         for key, value in sorted(env.items()):
             argv += ["--env", f"{key}={value}"]
@@ -353,7 +442,7 @@ class Launcher:
             "liteport.stages.worker",
         ]
 
-    def _relay(self, line: str, job: Mapping[str, Any]) -> dict[str, Any]:
+    def _relay(self, line: str, job: Mapping[str, Any], log: str | None) -> dict[str, Any]:
         proc = self.proc
         assert proc is not None and proc.stdin is not None
         try:
@@ -366,12 +455,33 @@ class Launcher:
             if out is None:
                 code = proc.wait()
                 self.proc = None
-                return _result(
-                    job, "crashed", f"the container died during {job.get('kind')}: exit code {code}"
-                )
+                died = f"the container died during {job.get('kind')}: {self._death(code)}"
+                note_in_log(log, died)
+                return _result(job, "crashed", died)
             message = _parse(out)
             if message is not None and message.get("event") == "result":
                 return self._stamp(message)
+
+    def _death(self, code: int) -> str:
+        """Why the container ended: out of memory only when the engine logged an ``oom`` event for it."""
+        if self._engine_saw_oom():
+            return (
+                f"out of memory: the engine killed the container at its memory limit ({self.options.memory}; "
+                "raise it with LITEPORT_DOCKER_MEMORY)"
+            )
+        return describe_container_exit(code)
+
+    def _engine_saw_oom(self) -> bool:
+        # `docker run --rm` returns once the container is removed, after its oom and die events:
+        # a bounded query of the events up to now is complete (the container is gone for inspect).
+        argv = [self.options.docker, "events", "--since", f"{self.started_at - 60:.0f}"]
+        argv += ["--until", f"{time.time():.3f}", "--filter", f"container={self.name}"]
+        argv += ["--filter", "event=oom", "--format", "{{.Action}}"]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return "oom" in done.stdout.split()
 
     def _stamp(self, message: dict[str, Any]) -> dict[str, Any]:
         result = message["result"]
@@ -404,12 +514,12 @@ def _hand_over(path: Path) -> None:
         pass
 
 
-def _result(job: Mapping[str, Any], status: str, message: str) -> dict[str, Any]:
+def _result(job: Mapping[str, Any], status: str, message: str, kind: str | None = None) -> dict[str, Any]:
     result = {
         "status": status,
         "job_id": job.get("id", ""),
         "kind": job.get("kind", ""),
-        "error": {"kind": status, "message": message, "log": None, "detail": None},
+        "error": {"kind": kind or status, "message": message, "log": None, "detail": None},
     }
     return {"event": "result", "result": result}
 

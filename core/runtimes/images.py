@@ -6,7 +6,10 @@ the same Python, into ``/opt/liteport`` inside the image. Nothing is resolved or
 during a build: the host fills a wheelhouse from the lock (``pip wheel``, so torch stays the
 CPU build pip's configuration points at) under ``<cache>/wheels/py<X.Y>`` and the build
 installs from it with ``--no-index``. The build context is staged in a temporary folder:
-``Dockerfile``, ``lock.txt``, ``wheels/`` (only this lock's wheels) and ``src/`` (liteport).
+``Dockerfile``, ``lock.txt``, ``wheels/`` (only this lock's wheels), ``src/`` (liteport) and
+``plugins/``: a wheel of every distribution the environment declares (``EnvironmentSpec.distributions``,
+a third-party plugin's own), built on the host from what the host has installed, as the venv
+runtime's overlay installs it. Their content is part of the image's source hash.
 
 The Docker SDK is imported lazily by the callers; this module only needs a client object.
 """
@@ -19,6 +22,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -51,7 +55,8 @@ BUILD_PINS = ("setuptools==80.9.0",)
 DOCKERFILE_TEMPLATE = """\
 # liteport environment image "{env}" (Python {python}): the same complete lock the venv runtime
 # installs, into /opt/liteport, offline from a wheelhouse. Build it with `liteport images build {env}`,
-# which stages the context: lock.txt, wheels/ (filled on the host from the lock) and src/ (liteport).
+# which stages the context: lock.txt, wheels/ (filled on the host from the lock), src/ (liteport)
+# and plugins/ (wheels of the environment's third-party plugin distributions; often none).
 # BASE defaults to an official image pinned to an exact tag; sites without a registry pass the
 # local one `liteport images base` makes (liteport does that by itself when it exists).
 # Every environment's Dockerfile is this template; a new environment is one more copy of it.
@@ -78,6 +83,7 @@ RUN useradd --uid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nolog
 # The big layer first and alone, so a change to liteport's source rebuilds only the small one below.
 COPY --from=deps /opt/liteport /opt/liteport
 COPY --from=project /build/dist/ /tmp/dist/
+COPY plugins/ /tmp/dist/
 RUN /opt/liteport/bin/python -m pip install --no-cache-dir --disable-pip-version-check \\
       --no-index --no-deps /tmp/dist/*.whl \\
  && rm -rf /tmp/dist
@@ -169,6 +175,16 @@ def _source_files(root: Path) -> Iterator[tuple[str, Path]]:
         for path in sorted((root / tree).rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
                 yield str(path.relative_to(root)), path
+
+
+def source_hash(spec: EnvironmentSpec) -> str:
+    """What an image of ``spec`` holds besides its lock: liteport's source and its plugin distributions."""
+    if not spec.distributions:
+        return project_hash()
+    from liteport.runtimes.overlay import content_key
+
+    combined = f"{project_hash()}+{content_key(spec.distributions)}"
+    return hashlib.sha256(combined.encode()).hexdigest()[:12]
 
 
 def project_hash() -> str:
@@ -305,6 +321,40 @@ def stage_context(
         target = dest / "src" / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
+    stage_distributions(spec, dest / "plugins", progress, cache_dir)
+
+
+def stage_distributions(
+    spec: EnvironmentSpec, dest: Path, progress: Progress, cache_dir: Path | None = None
+) -> list[Path]:
+    """A wheel in ``dest`` of every distribution ``spec`` declares, as the host has it installed.
+
+    A source checkout (an editable install) is built from its folder, anything else from its
+    ``name==version`` with pip's own configuration; ``dest`` exists afterwards, even when empty.
+    """
+    from liteport.runtimes.overlay import source_of
+
+    dest.mkdir(parents=True, exist_ok=True)
+    if not spec.distributions:
+        return []
+    log = (cache_dir or default_cache_dir()) / "logs" / f"image-{spec.name}-plugins.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("", encoding="utf-8")
+    progress(f"building wheels of {', '.join(spec.distributions)} for {spec.name}")
+    for name in spec.distributions:
+        pin, folder = source_of(name)
+        argv = [sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check", "--no-deps"]
+        if _pip([*argv, "-w", str(dest), str(folder) if folder is not None else pin], log) != 0:
+            raise EnvironmentBuildError(
+                f"could not build a wheel of {name} ({folder or pin}) for the {spec.name} image",
+                hint=f"log: {log}",
+            )
+    wheels = sorted(dest.glob("*.whl"))
+    made = {_norm(wheel.name.split("-")[0]) for wheel in wheels}
+    missing = [name for name in spec.distributions if _norm(name) not in made]
+    if missing:
+        raise EnvironmentBuildError(f"pip made no wheel of {', '.join(missing)}", hint=f"log: {log}")
+    return wheels
 
 
 def choose_base(client: Any, spec: EnvironmentSpec, explicit: str | None = None) -> str | None:
@@ -341,7 +391,7 @@ def build_image(
     with tempfile.TemporaryDirectory(prefix=f"liteport-image-{spec.name}-") as tmp:
         context = Path(tmp)
         stage_context(spec, context, progress, cache_dir)
-        args = {"ENV_NAME": spec.name, "LOCK_HASH": lock_hash(spec), "PROJECT_HASH": project_hash()}
+        args = {"ENV_NAME": spec.name, "LOCK_HASH": lock_hash(spec), "PROJECT_HASH": source_hash(spec)}
         if base:
             args["BASE"] = base
         if not spec.no_deps:
@@ -400,7 +450,7 @@ def image_status(client: Any, spec: EnvironmentSpec) -> tuple[str, Any]:
     image = _image_or_none(client, image_tag(spec))
     if image is not None:
         labels = image.labels or {}
-        if labels.get(f"{LABEL}.project") == project_hash():
+        if labels.get(f"{LABEL}.project") == source_hash(spec):
             return "built", image
         return "stale", image
     others = client.images.list(name=image_repo(spec))

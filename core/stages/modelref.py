@@ -1,4 +1,5 @@
-"""Parse and load a ModelRef (``file.py:factory``, ``package.module:factory``, ``zoo:NAME``).
+# Over 400 lines on purpose: every ModelRef form (file, module, zoo, .pt2) and its one-line errors.
+"""Parse and load a ModelRef (``file.py:factory``, ``package.module:factory``, ``zoo:NAME``, ``x.pt2``).
 
 Runs inside environments that have torch, but torch is imported only inside the functions
 that need it, so parsing and hashing work on the host. Every unusable input raises
@@ -14,6 +15,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import types
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
@@ -27,7 +29,7 @@ from liteport.types import ModelSpec
 if TYPE_CHECKING:
     import torch
 
-FORMS = "path/to/file.py:factory, package.module:factory or zoo:NAME"
+FORMS = "path/to/file.py:factory, package.module:factory, zoo:NAME or program.pt2 (torch.export.save)"
 
 
 @dataclasses.dataclass
@@ -41,7 +43,7 @@ class LoadedModel:
 
 @dataclasses.dataclass(frozen=True)
 class ParsedRef:
-    """A ModelRef split into its parts; ``kind`` is "file", "module" or "zoo"."""
+    """A ModelRef split into its parts; ``kind`` is "file", "module", "zoo" or "pt2"."""
 
     kind: str
     target: str  # file path, dotted module name or zoo model name
@@ -51,6 +53,8 @@ class ParsedRef:
     def name(self) -> str:
         if self.kind == "zoo":
             return self.target
+        if self.kind == "pt2":
+            return Path(self.target).stem
         stem = Path(self.target).stem if self.kind == "file" else self.target
         return f"{stem}:{self.factory}"
 
@@ -63,6 +67,14 @@ def parse_ref(ref: str) -> ParsedRef:
         if name not in zoo.MODELS:
             raise BadInput(f"unknown zoo model {name!r} in {ref!r}", hint=f"known: {', '.join(zoo.MODELS)}")
         return ParsedRef(kind="zoo", target=name, factory="")
+    if ref.endswith(".pt2"):  # a torch.export program: no factory, its example inputs are inside
+        path = Path(ref).expanduser()
+        if not path.is_file():
+            raise BadInput(
+                f"program file {ref!r} does not exist",
+                hint="save one with torch.export.save(torch.export.export(model, example_inputs), path)",
+            )
+        return ParsedRef(kind="pt2", target=str(path.resolve()), factory="")
     target, sep, factory = ref.rpartition(":")
     if not sep or not target or not factory:
         hint = f"expected {FORMS}"
@@ -235,6 +247,38 @@ def _unpack(ref: str, built: Any, spec: ModelSpec) -> tuple[torch.nn.Module, tup
     return module, _coerce_inputs(ref, raw_inputs)
 
 
+# A legacy (pre-zip) torch.save file opens with this magic number, pickled as a LONG1.
+_LEGACY_TORCH_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+
+
+def _unloadable_weights(weights: str, path: Path, exc: Exception) -> BadInput:
+    """Why ``torch.load(weights_only=True)`` failed, in words that fit the file: never PyTorch's
+    advice to retry with ``weights_only=False``, which is wrong for a corrupt file and unsafe otherwise."""
+    import zipfile
+
+    with open(path, "rb") as data:
+        head = data.read(64)
+    if not zipfile.is_zipfile(path) and _LEGACY_TORCH_MAGIC not in head:
+        return BadInput(
+            f"weights file {weights!r} is not a torch checkpoint (neither a torch.save archive nor a "
+            "legacy torch file; truncated or corrupt?)",
+            hint="save one with torch.save(model.state_dict(), path)",
+        )
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        # The checkpoint pickles objects besides tensors (a whole module, a class): name them.
+        detail = " ".join(text.split("WeightsUnpickler error:", 1)[1].split())
+        reason = detail.split(". ")[0].rstrip(".") if detail else "objects other than tensors"
+        return BadInput(
+            f"weights file {weights!r} holds more than tensors, which liteport never unpickles: {reason}",
+            hint="save a plain state dict with torch.save(model.state_dict(), path)",
+        )
+    return BadInput(
+        f"weights file {weights!r} is a damaged torch checkpoint: {describe_exception(exc)}",
+        hint="save it again with torch.save(model.state_dict(), path)",
+    )
+
+
 def load_weights(module: torch.nn.Module, weights: str) -> None:
     """Load a state dict from ``weights`` (``weights_only=True``) into ``module``, strictly."""
     import torch
@@ -248,10 +292,7 @@ def load_weights(module: torch.nn.Module, weights: str) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise BadInput(
-            f"weights file {weights!r} cannot be loaded with weights_only=True: {describe_exception(exc)}",
-            hint="save a plain state dict with torch.save(model.state_dict(), path)",
-        ) from exc
+        raise _unloadable_weights(weights, path, exc) from exc
     if isinstance(state, Mapping):
         # Training checkpoints often nest the state dict under one of these keys.
         for key in ("state_dict", "model_state_dict", "model"):
@@ -299,6 +340,8 @@ def load_weights(module: torch.nn.Module, weights: str) -> None:
 def load_model(spec: ModelSpec) -> LoadedModel:
     """Import, build and prepare the model of ``spec`` (eval mode, weights loaded)."""
     parsed = parse_ref(spec.ref)
+    if parsed.kind == "pt2":
+        return _load_program(spec, parsed)
     factory = resolve_factory(parsed)
     try:
         built = factory()
@@ -312,6 +355,40 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     module.eval()
     if spec.weights:
         load_weights(module, spec.weights)
+    return LoadedModel(module=module, example_inputs=example_inputs, name=parsed.name)
+
+
+def _load_program(spec: ModelSpec, parsed: ParsedRef) -> LoadedModel:
+    """A ``torch.export.save`` file: its graph as a module, its own example inputs unless --inputs."""
+    import torch
+
+    if spec.weights:
+        raise BadInput(
+            f"{spec.ref!r} is a torch.export program, which holds its weights", hint="drop --weights"
+        )
+    try:
+        program = torch.export.load(parsed.target)
+    except Exception as exc:
+        raise BadInput(
+            f"program file {spec.ref!r} cannot be loaded by torch.export.load: {describe_exception(exc)}",
+            hint="save it with torch.export.save on torch 2.13 (the reference environment's)",
+        ) from exc
+    args, kwargs = program.example_inputs or ((), {})
+    if kwargs:
+        raise BadInput(
+            f"program {spec.ref!r} takes keyword inputs ({', '.join(kwargs)})",
+            hint="export it with positional example inputs only",
+        )
+    module = program.module()
+    # The unlifted module refuses train()/eval() (its mode was fixed at export), which the ONNX
+    # exporter calls: make them no-ops. Export the model in eval mode.
+    module.train = types.MethodType(lambda self, mode=True: self, module)  # type: ignore[method-assign]
+    module.eval = types.MethodType(lambda self: self, module)  # type: ignore[method-assign]
+    if args:
+        return LoadedModel(module=module, example_inputs=_coerce_inputs(spec.ref, args), name=parsed.name)
+    if spec.inputs is None:
+        raise BadInput(f"program {spec.ref!r} has no example inputs", hint="give --inputs data.npz")
+    _, example_inputs = _unpack(spec.ref, torch.nn.Module(), spec)  # sample 0 of the inputs file
     return LoadedModel(module=module, example_inputs=example_inputs, name=parsed.name)
 
 
@@ -340,7 +417,7 @@ def model_hash(spec: ModelSpec) -> str:
     parsed = parse_ref(spec.ref)
     digest = hashlib.sha256()
     digest.update(f"{parsed.kind}\0{parsed.factory}\0".encode())
-    if parsed.kind == "file":
+    if parsed.kind in ("file", "pt2"):
         _hash_file(digest, Path(parsed.target))
     elif parsed.kind == "zoo":
         digest.update(parsed.target.encode())

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from liteport.errors import BadInput
 from liteport.stages.tensors import flatten_outputs
+from liteport.stages.workfiles import written_atomically
 
 if TYPE_CHECKING:
     import numpy as np
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     import torch.fx
 
 REFERENCE_INT8_NPZ = "reference_int8.npz"
+REFERENCE_INT8_LAYERS_NPZ = "reference_int8_layers.npz"
 QPARAMS_JSON = "qparams.json"
 FORMAT = 1
 
@@ -391,11 +393,13 @@ def write_int8_reference(
         document = qparams_document(traced)
         per_sample: list[list[np.ndarray]] = []
         qinputs: list[list[np.ndarray | None]] = []
+        layers: list[dict[str, np.ndarray]] = []
         for index in range(int(validation[0].shape[0])):
             args = [torch.from_numpy(np.ascontiguousarray(a[index])) for a in validation]
             values, result = record(traced.graph_module, args, engine)
             per_sample.append([_as_float(t) for t in flatten_outputs(result)])
             qinputs.append([_as_int8(q) for q in quantized_inputs(traced.graph_module, values)])
+            layers.append(layer_values(traced, values))
     except Exception as exc:  # reported as a fact: the convert stage names the real problem
         return {}, {"int8_reference_error": f"{type(exc).__name__}: {_first_line(exc)}"}
     arrays: dict[str, Any] = {
@@ -413,10 +417,62 @@ def write_int8_reference(
     workdir.mkdir(parents=True, exist_ok=True)
     npz = workdir / REFERENCE_INT8_NPZ
     qjson = workdir / QPARAMS_JSON
-    np.savez(npz, **arrays)
-    qjson.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    with written_atomically(npz) as partial:  # run folders are shared: never a half-written file
+        np.savez(partial, **arrays)
+    with written_atomically(qjson) as partial:
+        partial.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    layers_npz = workdir / REFERENCE_INT8_LAYERS_NPZ
+    with written_atomically(layers_npz) as partial:
+        np.savez_compressed(partial, **_stacked(layers))
     facts = {"quantized_engine": engine, "qparams_count": len(document["tensors"])}
-    return {"reference_int8": str(npz), "qparams": str(qjson)}, facts
+    artifacts = {"reference_int8": str(npz), "qparams": str(qjson), "reference_int8_layers": str(layers_npz)}
+    return artifacts, facts
+
+
+# Clamps and aliases a converter may fold into the op before them (fused activations).
+_FOLDABLE_MODULES = ("ReLU", "ReLU6", "Hardtanh", "Identity", "Dropout")
+_FOLDABLE_CALLS = ("relu", "relu6", "hardtanh", "dropout", "contiguous")
+
+
+def layer_values(traced: Traced, values: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """PyTorch's int8 value (zero-point shift applied) of every named quantized tensor of one run;
+    ``<name>|fused`` holds the value after the single-use clamps that follow it, which is what a
+    file holds under ``<name>`` when it folds them into the op."""
+    import torch
+
+    found: dict[str, np.ndarray] = {}
+    modules = dict(traced.graph_module.named_modules())
+    for node in traced.graph_module.graph.nodes:
+        value = values.get(node.name)
+        ints = _as_int8(value) if isinstance(value, torch.Tensor) and value.is_quantized else None
+        if ints is None:
+            continue
+        name = traced.names[node.name]
+        found[name] = ints
+        end = node
+        while len(end.users) == 1 and _foldable(next(iter(end.users)), modules):
+            end = next(iter(end.users))
+        folded = values.get(end.name)
+        if end is not node and isinstance(folded, torch.Tensor) and folded.is_quantized:
+            ints = _as_int8(folded)
+            if ints is not None:
+                found[f"{name}|fused"] = ints
+    return found
+
+
+def _foldable(node: torch.fx.Node, modules: Mapping[str, Any]) -> bool:
+    if node.op == "call_module":
+        return type(modules[str(node.target)]).__name__ in _FOLDABLE_MODULES
+    name = getattr(node.target, "__name__", str(node.target))
+    return node.op in ("call_function", "call_method") and str(name) in _FOLDABLE_CALLS
+
+
+def _stacked(samples: Sequence[Mapping[str, np.ndarray]]) -> dict[str, Any]:
+    """name -> (samples, ...) for the names every sample holds with one shape."""
+    import numpy as np
+
+    names = [n for n in samples[0] if all(n in s and s[n].shape == samples[0][n].shape for s in samples)]
+    return {n: np.stack([s[n] for s in samples]) for n in names}
 
 
 def _as_float(tensor: torch.Tensor) -> np.ndarray:

@@ -157,8 +157,10 @@ def run_reference(job: Job) -> Result:
     reference_arrays: dict[str, Any] = {f"input_{i}": a for i, a in enumerate(validation)}
     reference_arrays.update({f"output_{j}": a for j, a in enumerate(outputs)})
     calibration_arrays: dict[str, Any] = {f"input_{i}": a for i, a in enumerate(calibration)}
-    np.savez(reference_path, **reference_arrays)
-    np.savez(calibration_path, **calibration_arrays)
+    with workfiles.written_atomically(reference_path) as partial:
+        np.savez(partial, **reference_arrays)
+    with workfiles.written_atomically(calibration_path) as partial:
+        np.savez(partial, **calibration_arrays)
 
     floats = [a for a in outputs if np.issubdtype(a.dtype, np.floating) and a.size]
     max_abs = float(max(np.abs(a).max() for a in floats)) if floats else 0.0
@@ -180,7 +182,8 @@ def run_reference(job: Job) -> Result:
         "torch_version": versions["torch"],
         "versions": versions,
     }
-    json_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    with workfiles.written_atomically(json_path) as partial:
+        partial.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     finished = time.perf_counter()
     return Result(
         status="ok",

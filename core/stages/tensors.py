@@ -16,6 +16,15 @@ if TYPE_CHECKING:
     import torch
 
 _MAX_LISTED = 8  # how many names / keys an error message lists before "..."
+# What a non-numeric array holds, by numpy dtype kind, for error messages.
+_KINDS = {
+    "U": "text",
+    "S": "bytes",
+    "O": "Python objects",
+    "c": "complex numbers",
+    "M": "dates",
+    "m": "durations",
+}
 
 
 def listing(names: list[str]) -> str:
@@ -36,13 +45,21 @@ def read_npz(path_text: str) -> dict[str, np.ndarray]:
         data = np.load(path, allow_pickle=False)
         if not isinstance(data, np.lib.npyio.NpzFile):  # a .npy loads as one bare array
             raise ValueError(f"it holds a single {type(data).__name__}, not an archive of arrays")
-        with data:
-            arrays = {key: np.asarray(data[key]) for key in data.files}
     except Exception as exc:
         raise BadInput(
             f"inputs file {path_text!r} is not a readable .npz: {describe_exception(exc)}",
             hint="write it with numpy.savez(path, input_0=..., ...)",
         ) from exc
+    arrays: dict[str, np.ndarray] = {}
+    with data:
+        for key in data.files:
+            try:  # arrays are read one by one, so an unreadable one (object arrays) is named
+                arrays[key] = np.asarray(data[key])
+            except Exception as exc:
+                raise BadInput(
+                    f"array {key!r} in inputs file {path_text!r} cannot be read: {describe_exception(exc)}",
+                    hint="store numeric arrays (float, integer or bool), one per model input",
+                ) from exc
     if not arrays:
         raise BadInput(
             f"inputs file {path_text!r} holds no arrays",
@@ -76,6 +93,12 @@ def load_input_samples(path_text: str, example_inputs: tuple[torch.Tensor, ...])
     samples = []
     counts = set()
     for (key, array), example in zip(in_input_order(arrays), example_inputs):
+        if array.dtype.kind not in "biuf":  # text, objects, dates or complex cannot feed a model
+            raise BadInput(
+                f"array {key!r} in inputs file {path_text!r} holds "
+                f"{_KINDS.get(array.dtype.kind, 'values')} ({array.dtype}), not real numbers",
+                hint="store float, integer or bool arrays, one per model input",
+            )
         shape = tuple(example.shape)
         if array.ndim >= 1 and tuple(array.shape[1:]) == shape:
             pass

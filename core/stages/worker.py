@@ -32,6 +32,9 @@ _STAGE_ERROR_KIND: dict[str, ErrorKind] = {
     "convert": "converter_error",
     "quantize": "quantizer_error",
     "validate": "validator_error",
+    "rewrite": "export_error",
+    "activations": "bad_input",
+    "layers": "validator_error",
 }
 
 
@@ -102,6 +105,20 @@ def _dispatch(pm: PluginManager, job: Job) -> Result:
         return pm.quantize(job)
     if job.kind == "validate":
         return pm.validate(job)
+    if job.kind == "rewrite":  # graph rewrites, torch side; imported here: torch envs only
+        from liteport.stages.rewrite import run_rewrite
+
+        return run_rewrite(pm, job)
+    if job.kind == "tensor_map":
+        return pm.tensor_map(job)
+    if job.kind == "activations":  # liteport explain, torch side; imported here: torch envs only
+        from liteport.stages.activations import run_activations
+
+        return run_activations(job)
+    if job.kind == "layers":  # liteport explain, TFLite side (validation runtime)
+        from liteport.stages.layers import run_layers
+
+        return run_layers(job)
     return failure(job, "worker_error", f"unknown job kind {job.kind!r}")
 
 

@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: one validation run (feed, compare, time, classify) read top to bottom.
 """The built-in ``numeric`` validator: run a .tflite in a current LiteRT interpreter and compare
 its outputs with PyTorch's reference outputs.
 
@@ -29,7 +30,17 @@ from typing import TYPE_CHECKING, Any
 from liteport.errors import ValidatorError
 from liteport.hookspecs import hookimpl
 from liteport.stages.workfiles import REFERENCE_NPZ, TFLITE
-from liteport.types import LAYOUTS, MODES, EnvironmentSpec, ErrorInfo, Job, Result, Status, ValidatorInfo
+from liteport.types import (
+    LAYOUTS,
+    MODES,
+    EnvironmentSpec,
+    ErrorInfo,
+    ErrorKind,
+    Job,
+    Result,
+    Status,
+    ValidatorInfo,
+)
 from liteport.validators.thresholds import Thresholds, default_thresholds, judge
 
 if TYPE_CHECKING:
@@ -110,7 +121,10 @@ class _Validation:
             ) from exc
         facts: dict[str, Any] = {"size_bytes": tflite_facts.file_size(self.tflite), **inventory}
 
-        interp = self._load(inventory)
+        try:
+            interp = self._load(inventory)
+        except _Refused as exc:  # the converter's fault, not the validator's: say what the runtime said
+            return self._result("invalid", facts, {}, started, ErrorInfo(kind=exc.kind, message=str(exc)))
         in_details = _ordered(interp, "inputs", self.input_names)
         out_details = _ordered(interp, "outputs", self.output_names)
         facts["inputs"] = tflite_facts.tensor_facts(in_details)
@@ -185,7 +199,10 @@ class _Validation:
             try:
                 interp.invoke()
             except Exception as exc:
-                raise ValidatorError(f"{self.tflite.name}: invoke failed: {_line(exc)}") from exc
+                message = f"LiteRT cannot run {self.tflite.name}: {_runtime_reason(exc)}"
+                return self._result(
+                    "invalid", facts, {}, started, ErrorInfo(kind="invalid_model", message=message)
+                )
             for j, (detail, layout) in enumerate(zip(out_details, out_layouts)):
                 scale, zero_point = detail["quantization"]
                 y = metrics.from_output_dtype(interp.get_tensor(detail["index"]), scale, zero_point)
@@ -229,12 +246,18 @@ class _Validation:
             interp.allocate_tensors()
         except Exception as exc:
             # Name the likely cause: the runtime has no TensorFlow kernels and no custom ops.
-            reason = _line(exc)
+            reason = _runtime_reason(exc)
+            name = self.tflite.name
             if inventory.get("flex_op_names"):
-                reason = "needs TensorFlow (Flex) ops: " + ", ".join(inventory["flex_op_names"][:5])
-            elif inventory.get("custom_op_names"):
-                reason = f"custom ops ({', '.join(inventory['custom_op_names'][:5])}): {reason}"
-            raise ValidatorError(f"cannot load {self.tflite.name}: {reason}") from exc
+                ops = ", ".join(op[len("Flex") :] for op in inventory["flex_op_names"][:5])
+                raise _Refused(
+                    "unsupported_op", f"{name} needs TensorFlow ops through Flex, which LiteRT lacks: {ops}"
+                ) from exc
+            if inventory.get("custom_op_names"):
+                ops = ", ".join(inventory["custom_op_names"][:5])
+                message = f"{name} needs custom ops LiteRT lacks ({ops}): {reason}"
+                raise _Refused("unsupported_op", message) from exc
+            raise _Refused("invalid_model", f"LiteRT refuses {name}: {reason}") from exc
         return interp
 
     def _result(
@@ -262,6 +285,14 @@ class _Validation:
 
 class _Invalid(Exception):
     """The model cannot take or give the reference's tensors: a validation failure, not a crash."""
+
+
+class _Refused(Exception):
+    """The runtime will not load the model: invalid_model, or unsupported_op for Flex / custom ops."""
+
+    def __init__(self, kind: ErrorKind, message: str) -> None:
+        super().__init__(message)
+        self.kind: ErrorKind = kind
 
 
 def _load_reference(path: Path) -> tuple[list[npt.NDArray[Any]], list[npt.NDArray[Any]]]:
@@ -370,6 +401,12 @@ def _line(exc: BaseException) -> str:
     text = str(exc).strip()
     line = text.splitlines()[0] if text else type(exc).__name__
     return line if len(line) <= 200 else line[:197] + "..."
+
+
+def _runtime_reason(exc: BaseException, limit: int = 300) -> str:
+    """LiteRT's whole error text on one line (it spreads one reason over several lines)."""
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _versions() -> dict[str, str]:

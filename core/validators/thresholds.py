@@ -92,7 +92,7 @@ ALIASES: dict[str, str] = {
     "top1": "min_top1",
 }
 _FIELDS = ("min_cosine", "max_abs_rel", "min_sqnr_db", "min_top1")
-_OFF = ("none", "off", "null", "")
+_OFF = ("none", "off", "null")  # never "": an empty value is a typo, not a request to switch a check off
 
 
 def default_thresholds(mode: str) -> Thresholds:
@@ -171,6 +171,10 @@ def _normalize(data: Mapping[str, Any], *, source: str) -> dict[str, Any]:
 
 
 def _value(field: str, key: Any, value: Any, source: str) -> float | None:
+    # cosine is always checked; every other check can be switched off, but only by saying so.
+    off_hint = "cosine=-1 accepts anything" if field == "min_cosine" else f"{key}=off switches the check off"
+    if isinstance(value, str) and not value.strip():
+        raise UsageError(f"{source} {key!r} needs a value", hint=f"give a number; {off_hint}")
     if value is None or (isinstance(value, str) and value.strip().lower() in _OFF):
         if field == "min_cosine":
             raise UsageError(
@@ -185,6 +189,8 @@ def _value(field: str, key: Any, value: Any, source: str) -> float | None:
         raise UsageError(f"{source} {key!r} needs a number or 'off', got {value!r}") from None
     if math.isnan(number):
         raise UsageError(f"{source} {key!r} cannot be NaN")
+    if math.isinf(number):  # an infinite limit passes or fails everything: say 'off' instead
+        raise UsageError(f"{source} {key!r} must be finite, got {number:g}", hint=off_hint)
     if field == "min_cosine" and not -1.0 <= number <= 1.0:
         raise UsageError(f"{source} {key!r} must lie in [-1, 1], got {number:g}")
     if field == "min_top1" and not 0.0 <= number <= 1.0:

@@ -49,6 +49,47 @@ MODELS: dict[str, dict[str, Any]] = {
         "inputs": ((1, 20, 16),),
         "covers": ("lstm", "slice", "linear"),
     },
+    # zoo v2 (issue 14): the families real users bring, each covering a route's known trap
+    "sdpa_encoder": {
+        "description": "2-layer transformer on F.scaled_dot_product_attention, 1x16x64 (tanh GELU MLP)",
+        "inputs": ((1, 16, 64),),
+        "covers": ("scaled_dot_product_attention (ONNX opset >= 14)", "layernorm", "tanh gelu"),
+    },
+    "gru": {
+        "description": "2-layer GRU over a 1x20x16 sequence, linear head on the last step (10 outputs)",
+        "inputs": ((1, 20, 16),),
+        "covers": ("gru (linear_before_reset)", "squeeze/unsqueeze", "slice"),
+    },
+    "groupnorm_net": {
+        "description": "residual conv blocks with GroupNorm(8) and SiLU, 1x3x32x32, 10 classes",
+        "inputs": ((1, 3, 32, 32),),
+        "covers": ("group norm", "silu", "residual add", "mean pooling"),
+    },
+    "gelu_mixer": {
+        "description": "MLP-Mixer (2 blocks, 4x4 patches) with exact erf GELU, 1x3x32x32, 10 classes",
+        "inputs": ((1, 3, 32, 32),),
+        "covers": ("exact gelu (Erf)", "token-mixing transpose", "layernorm", "patch conv"),
+    },
+    "logsoftmax_head": {
+        "description": "small CNN whose head adds a learned log-prior to log_softmax, 1x3x32x32, 10 classes",
+        "inputs": ((1, 3, 32, 32),),
+        "covers": ("int8 LOG_SOFTMAX (output scale 16/256)", "add after log_softmax", "conv", "batchnorm"),
+    },
+    "unet": {
+        "description": "two-level U-Net, 1x3x64x64 -> 1x2x64x64 (transposed conv and bilinear up, skips)",
+        "inputs": ((1, 3, 64, 64),),
+        "covers": ("transposed conv", "bilinear upsample", "skip concat", "maxpool", "dense output"),
+    },
+    "multi_io": {
+        "description": "image 1x3x32x32 + vector 1x8 in; class logits 1x10 and embedding 1x16 out",
+        "inputs": ((1, 3, 32, 32), (1, 8)),
+        "covers": ("two inputs", "two outputs", "squeeze", "l2 normalize", "concat"),
+    },
+    "adaptive_maxpool": {
+        "description": "CNN whose head is adaptive_max_pool2d to 4x4 (from 16x16), 1x3x32x32, 10 classes",
+        "inputs": ((1, 3, 32, 32),),
+        "covers": ("adaptive max pooling", "strided conv", "flatten"),
+    },
     # Eager-mode QAT variants (liteport.zoo.qat): "qat" marks them; see names() for why unlisted.
     "tiny_cnn_qat": {
         "description": "tiny_cnn prepared for QAT (qnnpack qconfig: per-tensor weights), briefly trained",

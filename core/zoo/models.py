@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: one small factory per zoo model, kept together as the zoo's listing.
 """Factories of the built-in zoo models (imported lazily: this module imports torch).
 
 Each factory takes no argument and returns ``(module, example_inputs)``: a seeded module in
@@ -348,6 +349,291 @@ def lstm() -> Built:
     return model, (torch.randn(1, 20, 16),)
 
 
+# --------------------------------------------------------------------------- zoo v2: sdpa_encoder
+
+
+class SDPABlock(nn.Module):
+    """Pre-LN transformer block on F.scaled_dot_product_attention (ONNX: opset 14 or later)."""
+
+    def __init__(self, dim: int, heads: int, mlp: int) -> None:
+        super().__init__()
+        self.heads, self.head_dim = heads, dim // heads
+        self.norm1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp), nn.GELU(approximate="tanh"), nn.Linear(mlp, dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, n, d = x.shape
+        qkv = self.qkv(self.norm1(x)).reshape(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+        x = x + self.out(y.transpose(1, 2).reshape(b, n, d))
+        out: Tensor = x + self.mlp(self.norm2(x))
+        return out
+
+
+class SDPAEncoder(nn.Module):
+    def __init__(self, seq: int = 16, dim: int = 64, heads: int = 4, mlp: int = 128, layers: int = 2) -> None:
+        super().__init__()
+        self.pos = nn.Parameter(torch.randn(1, seq, dim) * 0.1)
+        self.blocks = nn.Sequential(*[SDPABlock(dim, heads, mlp) for _ in range(layers)])
+        self.norm = nn.LayerNorm(dim)
+        self.proj = nn.Linear(dim, 32)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = self.proj(self.norm(self.blocks(x + self.pos)))
+        return out
+
+
+def sdpa_encoder() -> Built:
+    torch.manual_seed(0)
+    return SDPAEncoder().eval(), (torch.randn(1, 16, 64),)
+
+
+# --------------------------------------------------------------------------- gru
+
+
+class GRUHead(nn.Module):
+    def __init__(self, features: int = 16, hidden: int = 32, layers: int = 2, outputs: int = 10) -> None:
+        super().__init__()
+        self.gru = nn.GRU(features, hidden, num_layers=layers, batch_first=True)
+        self.head = nn.Linear(hidden, outputs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        seq, _ = self.gru(x)
+        out: Tensor = self.head(seq[:, -1])
+        return out
+
+
+def gru() -> Built:
+    torch.manual_seed(0)
+    model = GRUHead().eval()
+    with torch.no_grad():
+        nn.init.normal_(model.head.weight, 0.0, 1.0)  # outputs O(1), as for lstm
+    return model, (torch.randn(1, 20, 16),)
+
+
+# --------------------------------------------------------------------------- groupnorm_net
+
+
+class GNBlock(nn.Module):
+    """Residual block with GroupNorm and SiLU (diffusion-model style)."""
+
+    def __init__(self, cin: int, cout: int, groups: int = 8) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.norm1 = nn.GroupNorm(groups, cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.norm2 = nn.GroupNorm(groups, cout)
+        self.skip: nn.Module = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.norm2(self.conv2(F.silu(self.norm1(self.conv1(x)))))
+        out: Tensor = F.silu(y + self.skip(x))
+        return out
+
+
+class GroupNormNet(nn.Module):
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 32, 3, stride=2, padding=1)
+        self.block1 = GNBlock(32, 32)
+        self.down = nn.Conv2d(32, 64, 3, stride=2, padding=1)
+        self.block2 = GNBlock(64, 64)
+        self.head = nn.Linear(64, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.block2(self.down(self.block1(self.stem(x))))
+        out: Tensor = self.head(y.mean(dim=(2, 3)))
+        return out
+
+
+def groupnorm_net() -> Built:
+    torch.manual_seed(0)
+    model = GroupNormNet().eval()
+    with torch.no_grad():
+        nn.init.normal_(model.head.weight, 0.0, 0.5)  # outputs O(1)
+    return model, (torch.randn(1, 3, 32, 32),)
+
+
+# --------------------------------------------------------------------------- gelu_mixer
+
+
+class MixerBlock(nn.Module):
+    """MLP-Mixer block: token-mixing and channel-mixing MLPs with exact (erf) GELU."""
+
+    def __init__(self, tokens: int, dim: int, token_mlp: int, channel_mlp: int) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.token = nn.Sequential(nn.Linear(tokens, token_mlp), nn.GELU(), nn.Linear(token_mlp, tokens))
+        self.norm2 = nn.LayerNorm(dim)
+        self.channel = nn.Sequential(nn.Linear(dim, channel_mlp), nn.GELU(), nn.Linear(channel_mlp, dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.token(self.norm1(x).transpose(1, 2)).transpose(1, 2)
+        out: Tensor = x + self.channel(self.norm2(x))
+        return out
+
+
+class GeluMixer(nn.Module):
+    def __init__(
+        self, num_classes: int = 10, dim: int = 64, patch: int = 4, size: int = 32, depth: int = 2
+    ) -> None:
+        super().__init__()
+        tokens = (size // patch) ** 2
+        self.embed = nn.Conv2d(3, dim, patch, stride=patch)
+        self.blocks = nn.Sequential(*[MixerBlock(tokens, dim, 64, 128) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.embed(x).flatten(2).transpose(1, 2)
+        out: Tensor = self.head(self.norm(self.blocks(x)).mean(dim=1))
+        return out
+
+
+def gelu_mixer() -> Built:
+    torch.manual_seed(0)
+    model = GeluMixer().eval()
+    with torch.no_grad():
+        nn.init.normal_(model.head.weight, 0.0, 0.5)  # outputs O(1)
+    return model, (torch.randn(1, 3, 32, 32),)
+
+
+# --------------------------------------------------------------------------- logsoftmax_head
+
+
+class LogSoftmaxNet(nn.Module):
+    """A classifier whose head adds a learned log-prior to log_softmax (logit adjustment).
+
+    The ADD after LOG_SOFTMAX makes int8 converters quantize LOG_SOFTMAX itself, whose int8 kernel
+    demands output scale 16/256: litert-torch gives it the ADD's scale and LiteRT refuses the file.
+    """
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            _conv_bn(3, 16, 3, stride=2, act=nn.ReLU()),
+            _conv_bn(16, 32, 3, stride=2, act=nn.ReLU()),
+            nn.AdaptiveAvgPool2d(1),
+        )
+        self.fc = nn.Linear(32, num_classes)
+        self.log_prior = nn.Parameter(torch.randn(1, num_classes) * 0.3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = F.log_softmax(self.fc(torch.flatten(self.features(x), 1)), dim=1) + self.log_prior
+        return out
+
+
+def logsoftmax_head() -> Built:
+    torch.manual_seed(0)
+    model = LogSoftmaxNet()
+    _calibrate_batchnorm(model, torch.randn(16, 3, 32, 32))
+    return model, (torch.randn(1, 3, 32, 32),)
+
+
+# --------------------------------------------------------------------------- unet
+
+
+class UNet(nn.Module):
+    """Two-level U-Net: max-pool down, transposed-conv and bilinear up, skip concatenations."""
+
+    def __init__(self, cin: int = 3, cout: int = 2, width: int = 16) -> None:
+        super().__init__()
+        w = width
+        self.enc1 = nn.Sequential(_conv_bn(cin, w, 3, act=nn.ReLU()), _conv_bn(w, w, 3, act=nn.ReLU()))
+        self.enc2 = nn.Sequential(
+            _conv_bn(w, 2 * w, 3, act=nn.ReLU()), _conv_bn(2 * w, 2 * w, 3, act=nn.ReLU())
+        )
+        self.mid = nn.Sequential(
+            _conv_bn(2 * w, 4 * w, 3, act=nn.ReLU()), _conv_bn(4 * w, 4 * w, 3, act=nn.ReLU())
+        )
+        self.up2 = nn.ConvTranspose2d(4 * w, 2 * w, 2, stride=2)
+        self.dec2 = _conv_bn(4 * w, 2 * w, 3, act=nn.ReLU())
+        self.up1 = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+        self.reduce1 = nn.Conv2d(2 * w, w, 1)
+        self.dec1 = _conv_bn(2 * w, w, 3, act=nn.ReLU())
+        self.out = nn.Conv2d(w, cout, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        e1 = self.enc1(x)
+        e2 = self.enc2(F.max_pool2d(e1, 2))
+        m = self.mid(F.max_pool2d(e2, 2))
+        d2 = self.dec2(torch.cat([self.up2(m), e2], 1))
+        d1 = self.dec1(torch.cat([self.reduce1(self.up1(d2)), e1], 1))
+        out: Tensor = self.out(d1)
+        return out
+
+
+def unet() -> Built:
+    torch.manual_seed(0)
+    model = UNet()
+    _calibrate_batchnorm(model, torch.randn(8, 3, 64, 64))
+    return model, (torch.randn(1, 3, 64, 64),)
+
+
+# --------------------------------------------------------------------------- multi_io
+
+
+class MultiIO(nn.Module):
+    """Two inputs (image, metadata vector), two outputs (class logits, scaled embedding).
+
+    The image branch squeezes its pooled features (ONNX Squeeze), which onnx-tf takes only up to
+    opset 12.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cnn = nn.Sequential(
+            _conv_bn(3, 16, 3, stride=2, act=nn.ReLU()),
+            _conv_bn(16, 32, 3, stride=2, act=nn.ReLU()),
+            nn.AdaptiveAvgPool2d(1),
+        )
+        self.vector = nn.Sequential(nn.Linear(8, 32), nn.ReLU())  # not "meta": GraphModule owns that name
+        self.cls = nn.Linear(64, 10)
+        self.emb = nn.Linear(64, 16)
+
+    def forward(self, image: Tensor, vector: Tensor) -> tuple[Tensor, Tensor]:
+        h = torch.cat([self.cnn(image).squeeze(-1).squeeze(-1), self.vector(vector)], dim=1)
+        return self.cls(h), F.normalize(self.emb(h), dim=1) * 4.0
+
+
+def multi_io() -> Built:
+    torch.manual_seed(0)
+    model = MultiIO()
+    _calibrate_batchnorm(model.cnn, torch.randn(16, 3, 32, 32))  # BatchNorm is in the image branch only
+    model.eval()
+    with torch.no_grad():
+        nn.init.normal_(model.cls.weight, 0.0, 0.3)  # outputs O(1)
+    return model, (torch.randn(1, 3, 32, 32), torch.randn(1, 8))
+
+
+# --------------------------------------------------------------------------- adaptive_maxpool
+
+
+class AdaptiveMaxNet(nn.Module):
+    """A CNN whose head pools to a fixed 4x4 grid with adaptive_max_pool2d (16x16 input: divisible)."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            _conv_bn(3, 16, 3, act=nn.ReLU()), _conv_bn(16, 32, 3, stride=2, act=nn.ReLU())
+        )
+        self.fc = nn.Linear(32 * 4 * 4, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = self.fc(torch.flatten(F.adaptive_max_pool2d(self.features(x), (4, 4)), 1))
+        return out
+
+
+def adaptive_maxpool() -> Built:
+    torch.manual_seed(0)
+    model = AdaptiveMaxNet()
+    _calibrate_batchnorm(model, torch.randn(16, 3, 32, 32))
+    return model, (torch.randn(1, 3, 32, 32),)
+
+
 ZOO: dict[str, Callable[[], Built]] = {
     "tiny_cnn": tiny_cnn,
     "mobilenet_v2": mobilenet_v2,
@@ -355,4 +641,12 @@ ZOO: dict[str, Callable[[], Built]] = {
     "hardswish_se": hardswish_se,
     "attention_encoder": attention_encoder,
     "lstm": lstm,
+    "sdpa_encoder": sdpa_encoder,
+    "gru": gru,
+    "groupnorm_net": groupnorm_net,
+    "gelu_mixer": gelu_mixer,
+    "logsoftmax_head": logsoftmax_head,
+    "unet": unet,
+    "multi_io": multi_io,
+    "adaptive_maxpool": adaptive_maxpool,
 }

@@ -153,6 +153,47 @@ def _build(float_factory: Callable[[], Built], engine: str, seed: int) -> tuple[
     return qat, float_model, example
 
 
+class DwResidual(nn.Module):
+    """Issue 15's family: strided stem conv+BN+ReLU, ``blocks`` depthwise+pointwise branches added
+    back through a FloatFunctional (no ReLU after the add), global average pooling, Linear head."""
+
+    def __init__(self, width: int = 16, blocks: int = 1, num_classes: int = 10) -> None:
+        super().__init__()
+        self.stem = models._conv_bn(3, width, 3, stride=2, act=nn.ReLU())
+        self.blocks = nn.ModuleList(_DwPwBlock(width) for _ in range(blocks))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(width, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x)
+        out: Tensor = self.fc(torch.flatten(self.pool(x), 1))
+        return out
+
+
+class _DwPwBlock(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.dw = models._conv_bn(width, width, 3, groups=width, act=nn.ReLU())
+        self.pw = models._conv_bn(width, width, 1)
+        self.skip_add = nn.quantized.FloatFunctional()
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = self.skip_add.add(x, self.pw(self.dw(x)))
+        return out
+
+
+def _dw_residual(width: int, blocks: int, size: int) -> Callable[[], Built]:
+    def factory() -> Built:
+        torch.manual_seed(0)
+        model = DwResidual(width, blocks)
+        models._calibrate_batchnorm(model, torch.randn(16, 3, size, size))
+        return model, (torch.randn(1, 3, size, size),)
+
+    return factory
+
+
 def _mobilenet_v2_small() -> Built:
     """MobileNetV2 width 1.0 at 64x64, so its QAT training takes seconds, not minutes."""
     torch.manual_seed(0)
@@ -169,6 +210,9 @@ _SOURCES: dict[str, tuple[Callable[[], Built], str]] = {
     "tiny_cnn": (models.tiny_cnn, "qnnpack"),
     "mobilenet_v2": (_mobilenet_v2_small, "qnnpack"),
     "resnet": (models.resnet, "x86"),
+    # Issue 15's family: pooled over 16x16 (ties in the average), and over 14x14 after two blocks.
+    "dw_residual": (_dw_residual(width=16, blocks=1, size=32), "qnnpack"),
+    "dw_residual2": (_dw_residual(width=24, blocks=2, size=28), "qnnpack"),
 }
 
 
@@ -194,6 +238,14 @@ def mobilenet_v2_qat() -> Built:
 
 def resnet_qat() -> Built:
     return _qat("resnet")
+
+
+def dw_residual_qat() -> Built:
+    return _qat("dw_residual")
+
+
+def dw_residual2_qat() -> Built:
+    return _qat("dw_residual2")
 
 
 def tiny_cnn_qat_float() -> Built:
@@ -238,6 +290,8 @@ ZOO: dict[str, Callable[[], Built]] = {
     "tiny_cnn_qat": tiny_cnn_qat,
     "mobilenet_v2_qat": mobilenet_v2_qat,
     "resnet_qat": resnet_qat,
+    "dw_residual_qat": dw_residual_qat,
+    "dw_residual2_qat": dw_residual2_qat,
     "tiny_cnn_qat_float": tiny_cnn_qat_float,
     "mobilenet_v2_qat_float": mobilenet_v2_qat_float,
     "resnet_qat_float": resnet_qat_float,

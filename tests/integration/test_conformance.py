@@ -7,7 +7,10 @@
   build, so the suite itself skips the conversion checks: registration and hooks are checked.
 * onnx2tf (third-party, ``plugins/liteport-onnx2tf``): every mode; onnx2tf implements every
   standard ONNX op up to opset 13, so the plugin supplies its own model with a custom-domain op.
-  Skipped when the plugin is not installed on the host.
+  Both of its environments (onnx2tf-2.6, onnx2tf-1.29). Skipped when the plugin is not installed.
+* nobuco (third-party, ``plugins/liteport-nobuco``): every mode, with the default model (nobuco's
+  ``torch.unique`` converter takes 1-D input only: its assertion is ``unsupported_op``). Skipped
+  when the plugin is not installed on the host.
 """
 
 from __future__ import annotations
@@ -30,13 +33,20 @@ CASES = {
     "onnx-tf": ["--liteport-env", "onnx-tf-tf2.15"],
     "qat-transplant": [],
     "onnx2tf": ["--liteport-unsupported-model", f"{ONNX2TF_UNSUPPORTED}:build"],
+    "nobuco": [],
+}
+# Out-of-tree backends: the module each one's distribution installs, and where it lives.
+PLUGINS = {
+    "onnx2tf": ("liteport_onnx2tf", "liteport-onnx2tf"),
+    "nobuco": ("liteport_nobuco", "liteport-nobuco"),
 }
 
 
 @pytest.mark.parametrize("backend", list(CASES))
 def test_backend_passes_the_conformance_suite(backend: str, tmp_path: Path) -> None:
-    if backend == "onnx2tf" and importlib.util.find_spec("liteport_onnx2tf") is None:
-        pytest.skip("liteport-onnx2tf is not installed on the host (pip install -e plugins/liteport-onnx2tf)")
+    module, folder = PLUGINS.get(backend, ("liteport", ""))
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{folder} is not installed on the host (pip install -e plugins/{folder})")
     if backend not in get_plugin_manager().backends():
         pytest.skip(f"backend {backend!r} is not registered in this checkout")
     out = subprocess.run(

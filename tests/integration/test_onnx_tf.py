@@ -28,12 +28,17 @@ slow = pytest.mark.skipif(
 
 
 def _attempt(
-    engine: Engine, model: str | ModelSpec, env: str, mode: str, thresholds: dict[str, float] | None = None
+    engine: Engine,
+    model: str | ModelSpec,
+    env: str,
+    mode: str,
+    thresholds: dict[str, float] | None = None,
+    options: dict[str, int] | None = None,
 ) -> Attempt:
     backend = engine.pm.backends()["onnx-tf"]
     environment = next(e for e in backend.environments if e.name == env)
     spec = model if isinstance(model, ModelSpec) else ModelSpec(ref=f"zoo:{model}")
-    attempt = engine.attempt(spec, backend, environment, mode, thresholds=thresholds)
+    attempt = engine.attempt(spec, backend, environment, mode, thresholds=thresholds, options=options)
     print(json.dumps({k: attempt.to_dict()[k] for k in ("status", "error", "metrics")}, default=str)[:2000])
     return attempt
 
@@ -80,7 +85,7 @@ def test_mobilenet_v2(engine: Engine, env: str, mode: str) -> None:
 def test_onnx_is_exported_once_for_both_environments(engine: Engine) -> None:
     spec = ModelSpec(ref="zoo:tiny_cnn", seed=7)  # a run folder no other test has exported into
     run_dir = engine.run_dir(spec)
-    assert not (run_dir / "export-opset13.result.json").exists()
+    assert not (run_dir / "export-opset12.result.json").exists()  # onnx-tf's first opset: 12
     said: list[str] = []
     progress = engine.progress
 
@@ -100,13 +105,15 @@ def test_onnx_is_exported_once_for_both_environments(engine: Engine) -> None:
     assert second.facts["onnx_file"] == str(onnx_file) and onnx_file.parent == run_dir
     assert onnx_file.stat().st_mtime_ns == stamp, "the second environment reused the file"
     assert sum(m.startswith("export ONNX") for m in said) == 1, said
-    exported = json.loads((run_dir / "export-opset13.result.json").read_text(encoding="utf-8"))
+    exported = json.loads((run_dir / "export-opset12.result.json").read_text(encoding="utf-8"))
     assert exported["artifacts"]["onnx"] == str(onnx_file)
-    assert exported["facts"]["onnx_opset"] == 13 and exported["facts"]["onnx_input_names"] == ["input_0"]
+    assert exported["facts"]["onnx_opset"] == 12 and exported["facts"]["onnx_input_names"] == ["input_0"]
+    assert first.facts["onnx_opset"] == 12 and first.facts["onnx_exporter"] == "torchscript"
 
 
 def test_unsupported_op_in_the_engine(engine: Engine) -> None:
-    attempt = _attempt(engine, "lstm", "onnx-tf-tf2.15", "fp32")
+    # at opset 13 (no longer onnx-tf's first choice) LSTM exports Squeeze/Unsqueeze-13
+    attempt = _attempt(engine, "lstm", "onnx-tf-tf2.15", "fp32", options={"opset": 13})
     assert attempt.status == "failed"
     assert attempt.error is not None and attempt.error.kind == "unsupported_op"
     assert "Unsqueeze version 13 (opset 13)" in attempt.error.message
@@ -115,7 +122,7 @@ def test_unsupported_op_in_the_engine(engine: Engine) -> None:
 
 def test_unsupported_op_is_one_line_and_exit_1() -> None:
     argv = [sys.executable, "-m", "liteport", "convert", "zoo:lstm", "--backend", "onnx-tf"]
-    argv += ["--env", "onnx-tf-tf2.8", "--quant", "fp32"]
+    argv += ["--env", "onnx-tf-tf2.8", "--quant", "fp32", "--opset", "13", "--no-rewrites"]
     out = subprocess.run([*argv, "--json"], capture_output=True, text=True, timeout=1800)
     assert out.returncode == 1, out.stdout + out.stderr
     doc = json.loads(out.stdout)
@@ -148,3 +155,38 @@ def test_error_lines_are_the_converters_own() -> None:
     )
     assert quantize.first_error_line(mlir) == "loc(\"x\"): 'tfl.pad' op failed to verify"
     assert quantize.classify(mlir, "m", "int8").kind == "quantizer_error"
+
+
+def test_attention_exports_at_the_opset_the_exporter_names(engine: Engine) -> None:
+    # scaled_dot_product_attention exports from opset 14 only: onnx-tf's 12 fails with that advice
+    attempt = _attempt(engine, "sdpa_encoder", "onnx-tf-tf2.15", "fp32")
+    assert attempt.status == "ok", attempt.cause
+    assert attempt.facts["onnx_opset"] == 14 and attempt.metrics["cosine"] >= 0.9999
+
+
+def test_squeeze_converts_at_opset_12(engine: Engine) -> None:
+    # two inputs, two outputs, and a Squeeze onnx-tf has no version-13 handler for
+    attempt = _attempt(engine, "multi_io", "onnx-tf-tf2.15", "fp32")
+    assert attempt.status == "ok", attempt.cause
+    assert attempt.facts["onnx_opset"] == 12 and attempt.facts["input_names"] == ["input_0", "input_1"]
+
+
+def test_a_model_the_runtime_refuses_is_invalid_model(engine: Engine) -> None:
+    # onnx-tf makes LSTM a WHILE loop whose BATCH_MATMUL shapes LiteRT refuses at prepare time
+    attempt = _attempt(engine, "lstm", "onnx-tf-tf2.15", "fp32")
+    assert attempt.status == "invalid" and attempt.error is not None, attempt.cause
+    assert attempt.error.kind == "invalid_model" and "WHILE" in attempt.error.message, attempt.cause
+
+
+def test_exact_gelu_converts_through_a_rewrite(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "liteport", "convert", "zoo:gelu_mixer", "--chain", "onnx-tf-tf2.15"]
+    out = subprocess.run(
+        [*argv, "--workdir", str(tmp_path), "--json"], capture_output=True, text=True, timeout=3600
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    doc = json.loads(out.stdout)
+    plain, rewritten = doc["attempts"]
+    assert plain["error"]["kind"] == "unsupported_op" and "Erf" in plain["error"]["message"]
+    assert rewritten["status"] == "ok" and rewritten["rewrites"] == ["gelu-erf-free"]
+    assert doc["rewrites"] == ["gelu-erf-free"] and doc["chosen"] == 1  # the result says so
+    assert rewritten["metrics"]["cosine"] >= 0.9999 and rewritten["facts"]["rewrite_max_abs"] < 1e-5

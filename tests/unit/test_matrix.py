@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -61,25 +62,42 @@ def full_run(fake_plugins: Path, cache_dir: Path, tmp_path: Path) -> Path:
     return out
 
 
+def _wait_for(path: Path, proc: subprocess.Popen[str]) -> None:
+    """Until ``path`` exists (an event the process makes), failing at once if the process ends first."""
+    deadline = time.monotonic() + 300  # only a guard against hanging forever, never the expected path
+    while not path.exists():
+        if proc.poll() is not None:
+            _, stderr = proc.communicate()
+            pytest.fail(f"the matrix ended (exit {proc.returncode}) before {path.name} appeared: {stderr}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"{path} never appeared")
+        time.sleep(0.05)
+
+
 def test_interrupted_matrix_resumes_without_redoing_a_cell(full_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "interrupted"
     journal = out / "journal.jsonl"
+    gate = tmp_path / "gate"
+    gate.mkdir()
     proc = subprocess.Popen(
         [sys.executable, "-m", "liteport", "matrix", *MATRIX, "-o", str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=_env(LITEPORT_FAKE_SLEEP="1.5"),
+        # The 4th conversion waits at the gate: SIGINT arrives with exactly 3 cells journaled.
+        env=_env(LITEPORT_FAKE_GATE=str(gate), LITEPORT_FAKE_BLOCK_AT="4"),
     )
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and (not journal.exists() or len(journal.read_text().splitlines()) < 3):
-        time.sleep(0.2)
+    _wait_for(gate / "blocked", proc)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
-    assert "--resume" in stderr
     before = journal.read_text().splitlines()
-    assert 3 <= len(before) < 6
+    assert len(before) == 3
+    # The resume command stands on one line (never wrapped), so pasting it runs this matrix again.
+    command = [line for line in stderr.splitlines() if line.startswith("liteport matrix")]
+    assert len(command) == 1, stderr
+    assert shlex.split(command[0]) == ["liteport", "matrix", *MATRIX, "-o", str(out), "--resume"]
 
     resumed = _matrix(out, "--resume")
     assert resumed.returncode == 0, resumed.stderr
@@ -147,7 +165,9 @@ def test_shards_are_deterministic_and_cover_everything() -> None:
     assert parse_shard("2/3") == (2, 3)
 
 
-def test_journal_skips_a_torn_last_line(tmp_path: Path) -> None:
+def test_journal_sets_a_torn_last_line_aside_before_appending(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     journal = Journal(tmp_path / "j.jsonl")
     entry = {
         "key": "k1",
@@ -156,6 +176,50 @@ def test_journal_skips_a_torn_last_line(tmp_path: Path) -> None:
     }
     journal.append(entry)
     with open(journal.path, "a") as out:
-        out.write('{"key": "k2", "cell"')
+        out.write('{"key": "k2", "cell"')  # killed while writing
     assert journal.keys() == {"k1"}
     assert build(merge([journal.path]))["summary"] == {"cells": 1, "by_status": {"ok": 1}}
+    # A resumed run opens the journal again: the fragment goes to a side file, never under the next entry.
+    again = Journal(journal.path)
+    again.append({**entry, "key": "k3"})
+    assert again.keys() == {"k1", "k3"}
+    assert all(json.loads(line) for line in journal.path.read_text().splitlines())
+    side = tmp_path / "j.jsonl.torn"
+    assert '{"key": "k2", "cell"' in side.read_text()
+    warning = capsys.readouterr().err
+    assert "torn" in warning and str(side) in warning
+
+
+def test_resume_after_a_torn_journal_line_loses_nothing(full_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "torn"
+    out.mkdir()
+    lines = (full_run / "journal.jsonl").read_text().splitlines(keepends=True)
+    fragment = lines[3][: len(lines[3]) // 2]
+    (out / "journal.jsonl").write_text("".join(lines[:3]) + fragment)  # power cut in the 4th write
+    resumed = _matrix(out, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "3 cells run (3 already journaled)" in resumed.stderr
+    side = out / "journal.jsonl.torn"
+    assert fragment in side.read_text()
+    assert [line for line in resumed.stderr.splitlines() if "torn" in line and str(side) in line]
+    assert (out / "journal.jsonl").read_text().splitlines(keepends=True)[:3] == lines[:3]
+    assert _results(out / "journal.jsonl") == _results(full_run / "journal.jsonl")
+    assert json.loads((out / "matrix.json").read_text())["summary"]["cells"] == 6
+    again = _matrix(out, "--resume")  # and the next resume finds nothing left to do
+    assert again.returncode == 0 and "0 cells run (6 already journaled)" in again.stderr, again.stderr
+
+
+def test_report_reads_past_a_torn_final_line_with_a_warning(full_run: Path, tmp_path: Path) -> None:
+    journal = tmp_path / "journal.jsonl"
+    journal.write_text((full_run / "journal.jsonl").read_text() + '{"key": "k2", "cell"')
+    merged = subprocess.run(
+        [sys.executable, "-m", "liteport", "report", str(journal), "-o", str(tmp_path / "merged")],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
+    )
+    assert merged.returncode == 0, merged.stderr
+    warnings = [line for line in merged.stderr.splitlines() if line.startswith("liteport: warning:")]
+    assert len(warnings) == 1 and str(journal) in warnings[0] and "line 7" in warnings[0], merged.stderr
+    assert json.loads((tmp_path / "merged" / "matrix.json").read_text())["summary"]["cells"] == 6

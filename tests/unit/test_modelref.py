@@ -252,13 +252,26 @@ def test_weights_missing(tmp_path: Path, net_file: Path) -> None:
 def test_weights_not_loadable(tmp_path: Path, net_file: Path) -> None:
     weights = tmp_path / "garbage.pt"
     weights.write_bytes(b"not a torch file at all")
-    bad(ModelSpec(ref=f"{net_file}:build", weights=str(weights)), "garbage.pt", "weights_only=True")
+    message = bad(
+        ModelSpec(ref=f"{net_file}:build", weights=str(weights)), "garbage.pt", "not a torch checkpoint"
+    )
+    assert "will likely succeed" not in message  # PyTorch's advice to drop weights_only is wrong here
+    # Random bytes, an empty file and a checkpoint cut short (an interrupted copy) alike.
+    weights.write_bytes(np.random.default_rng(0).bytes(4096))
+    bad(ModelSpec(ref=f"{net_file}:build", weights=str(weights)), "garbage.pt", "not a torch checkpoint")
+    weights.write_bytes(b"")
+    bad(ModelSpec(ref=f"{net_file}:build", weights=str(weights)), "garbage.pt", "not a torch checkpoint")
+    torch.save({"fc.weight": torch.ones(3, 4), "fc.bias": torch.zeros(3)}, weights)
+    whole = weights.read_bytes()
+    weights.write_bytes(whole[: len(whole) // 2])
+    bad(ModelSpec(ref=f"{net_file}:build", weights=str(weights)), "garbage.pt", "not a torch checkpoint")
 
 
 def test_weights_pickled_module_refused(tmp_path: Path, net_file: Path) -> None:
     weights = tmp_path / "whole_model.pt"
     torch.save(torch.nn.Linear(4, 3), weights)  # a whole pickled module: unsafe to load
-    bad(ModelSpec(ref=f"{net_file}:build", weights=str(weights)), "whole_model.pt", "state_dict")
+    message = bad(ModelSpec(ref=f"{net_file}:build", weights=str(weights)), "whole_model.pt", "state_dict")
+    assert "torch.nn.modules.linear.Linear" in message and "will likely succeed" not in message
 
 
 @pytest.mark.parametrize("content", [torch.zeros(3), [torch.zeros(3)], {"fc.weight": 3}])
@@ -328,6 +341,17 @@ def test_inputs_file_unreadable(tmp_path: Path) -> None:
     single = tmp_path / "single.npy"
     np.save(single, np.zeros((2, 1, 3, 8, 8)))
     inputs_error(single, "single.npy", "not an archive")
+
+
+def test_inputs_file_with_non_numeric_arrays_names_the_array(tmp_path: Path) -> None:
+    path = tmp_path / "words.npz"
+    np.savez(path, input_0=np.zeros((2, 1, 3, 8, 8)), input_1=np.full((2, 1, 5), "token"))
+    inputs_error(path, "words.npz", "'input_1'", "text", "numbers")
+    # Object arrays are refused unread (allow_pickle=False), and named too.
+    np.savez(path, input_0=np.zeros((2, 1, 3, 8, 8)), input_1=np.array([None, {"a": 1}], dtype=object))
+    inputs_error(path, "words.npz", "'input_1'")
+    np.savez(path, input_0=np.zeros((2, 1, 3, 8, 8), dtype=complex), input_1=np.ones((2, 1, 5)))
+    inputs_error(path, "words.npz", "'input_0'", "complex")
 
 
 def test_inputs_file_wrong_count(tmp_path: Path) -> None:

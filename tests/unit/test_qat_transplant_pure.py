@@ -49,17 +49,6 @@ def test_scales_match_is_relative() -> None:
     assert not scales_match([0.1, 0.2], [0.1])
 
 
-def test_bias_is_int32_at_input_times_weight_scale() -> None:
-    q, scales = qmath.quantize_bias([0.5, -0.25], 0.02, [0.01, 0.001])
-    assert q.dtype == np.int32
-    assert scales == pytest.approx([0.0002, 0.00002])
-    np.testing.assert_array_equal(q, [2500, -12500])
-    per_tensor, one = qmath.quantize_bias([1.0, 2.0], 0.5, [0.1])
-    assert one == pytest.approx([0.05]) and per_tensor.tolist() == [20, 40]
-    saturated, _ = qmath.quantize_bias([1e12], 1e-3, [1e-3])
-    assert saturated[0] == 2**31 - 1
-
-
 def test_filter_layouts() -> None:
     w = np.arange(2 * 3 * 4 * 5).reshape(2, 3, 4, 5)  # O I H W
     assert qmath.conv_filter(w, depthwise=False).shape == (2, 4, 5, 3)
@@ -165,8 +154,17 @@ def test_lowering_fuses_and_names_tensors_after_pytorch() -> None:
     int8 = to_int8(model, "qnnpack")
     graph = lower.lower(trace(int8, (torch.randn(1, 3, 8, 8),), "qnnpack"), "small")
     codes = [op.code for op in graph.ops]
-    # The conv's output has two readers (ReLU6 and the add), so ReLU6 stays an op of its own.
-    assert codes == ["TRANSPOSE", "CONV_2D", "RELU6", "ADD", "MEAN", "RESHAPE", "FULLY_CONNECTED"]
+    # The conv's output has two readers (ReLU6 and the add), so ReLU6 stays an op of its own;
+    # the global pool is a depthwise conv (XNNPACK then rounds it like PyTorch).
+    assert codes == [
+        "TRANSPOSE",
+        "CONV_2D",
+        "RELU6",
+        "ADD",
+        "DEPTHWISE_CONV_2D",
+        "RESHAPE",
+        "FULLY_CONNECTED",
+    ]
     conv = graph.ops[1]
     assert conv.fused == "RELU" and conv.options["padding"] == "SAME" and graph.ops[3].fused == "NONE"
     names = {t.name for t in graph.tensors}
@@ -175,6 +173,15 @@ def test_lowering_fuses_and_names_tensors_after_pytorch() -> None:
     weight = next(t for t in graph.tensors if t.name == "conv.0.weight")
     src = next(t for t in graph.tensors if t.name == "quant")
     assert bias.dtype == "int32" and bias.scale == pytest.approx([src.scale[0] * s for s in weight.scale])  # type: ignore[index]
+    # PyTorch's own int32 bias (quantized by torch, its float32 rounding included).
+    conv = int8.conv[0]
+    in_scale = conv.weight().q_scale() * float(int8.quant.scale)
+    qbias = torch.quantize_per_tensor(conv.bias().detach(), in_scale, 0, torch.qint32)
+    np.testing.assert_array_equal(bias.data, qbias.int_repr().numpy())
+    # Written scales stay within half the validator's tolerance of PyTorch's.
+    assert weight.scale == pytest.approx([conv.weight().q_scale()], rel=5e-7)  # type: ignore[arg-type]
+    pool_filter = next(t for t in graph.tensors if t.name == "pool:avg.weight")
+    assert pool_filter.data is not None and set(pool_filter.data.reshape(-1).tolist()) == {64}
     assert [t.dtype for t in (graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]])] == [
         "int8",
         "int8",
@@ -191,3 +198,31 @@ def test_unsupported_module_names_itself_and_the_supported_set() -> None:
     message = str(raised.value)
     assert "gelu_model: act (GELU) not supported" in message and "supported: QuantStub" in message
     assert "\n" not in message
+
+
+def test_layer_values_hold_every_named_tensor_and_the_clamped_view() -> None:
+    from liteport.stages.qat_reference import layer_values
+
+    model = _qat("qnnpack")
+    int8 = to_int8(model, "qnnpack")
+    traced = trace(int8, (torch.randn(1, 3, 8, 8),), "qnnpack")
+    layers = layer_values(traced, traced.values)
+    assert {"quant", "conv.0", "act", "add", "pool", "fc"} <= set(layers)
+    assert layers["conv.0"].dtype == np.int8 and layers["conv.0"].shape == (1, 8, 8, 8)
+    # Fused away into conv.0 (ConvReLU2d), BatchNorm and ReLU left identities: same values.
+    np.testing.assert_array_equal(layers["conv.0|fused"], layers["conv.0"])
+    assert all(name.split("|")[0] in layers for name in layers)
+
+
+def test_derived_filters_are_counted_apart_and_must_be_symmetric() -> None:
+    from liteport.validators.qparams import split_derived
+
+    given = {
+        "pool": {"dtype": "INT8", "scale": [0.1], "zero_point": [-3]},
+        "pool:avg.weight": {"dtype": "INT8", "scale": [0.0009765], "zero_point": [0]},
+        "pool:avg.bias": {"dtype": "INT32", "scale": [0.0001], "zero_point": [0]},
+        "cat:in0:rescale.weight": {"dtype": "INT8", "scale": [0.25], "zero_point": [1]},
+    }
+    checked, derived, malformed = split_derived(given)
+    assert list(checked) == ["pool"] and derived == 3
+    assert malformed == ["cat:in0:rescale.weight: a derived rescale.weight must be INT8 with zero point 0"]

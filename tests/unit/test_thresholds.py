@@ -29,6 +29,7 @@ def test_parse_overrides() -> None:
     assert parse_overrides(" top1 = 0.9 , max_abs=off ,") == {"min_top1": 0.9, "max_abs_rel": None}
     assert parse_overrides("min_sqnr_db=20") == {"min_sqnr_db": 20.0}
     assert parse_overrides("") == {}
+    assert parse_overrides("sqnr=off,top1=none") == {"min_sqnr_db": None, "min_top1": None}
 
 
 @pytest.mark.parametrize(
@@ -42,6 +43,12 @@ def test_parse_overrides() -> None:
         ("top1=2", r"\[0, 1\]"),
         ("max_abs=-1", ">= 0"),
         ("sqnr=nan", "NaN"),
+        # An empty value or an infinite limit would switch a check off silently: only 'off' does that.
+        ("sqnr=", "needs a value"),
+        ("sqnr= ,cosine=0.9", "needs a value"),
+        ("sqnr=-inf", "finite"),
+        ("max_abs=inf", "finite"),
+        ("top1=-inf", "finite"),
     ],
 )
 def test_parse_overrides_errors(text: str, message: str) -> None:

@@ -65,6 +65,17 @@ def test_crash_becomes_crashed_with_reason_and_next_job_runs(fake_plugins: Path,
     assert after.status == "ok"
 
 
+def test_plain_sigkill_reads_killed_by_sigkill_not_out_of_memory(fake_plugins: Path, tmp_path: Path) -> None:
+    # Only the kernel or the engine can tell an OOM kill; a bare SIGKILL may come from anyone.
+    session = _session(tmp_path)
+    try:
+        crashed = session.run(_job(tmp_path, "crash"), timeout=60, log=None)
+    finally:
+        session.close()
+    assert crashed.status == "crashed" and crashed.error is not None
+    assert crashed.error.message == "the worker died during convert: killed by SIGKILL"
+
+
 def test_exception_becomes_one_line_converter_error(fake_plugins: Path, tmp_path: Path) -> None:
     session = _session(tmp_path)
     try:

@@ -15,6 +15,7 @@ from liteport import zoo
 from liteport.errors import BadInput
 from liteport.stages.modelref import load_model
 from liteport.stages.reference import run_reference
+from liteport.stages.tensors import flatten_outputs
 from liteport.types import Job, ModelSpec
 
 
@@ -40,7 +41,16 @@ def test_describe_and_lookups_do_not_import_torch() -> None:
 def test_describe_rows() -> None:
     rows = zoo.describe()
     names = [name for name, _, _ in rows]
-    assert names == ["tiny_cnn", "mobilenet_v2", "resnet", "hardswish_se", "attention_encoder", "lstm"]
+    assert names == [
+        "tiny_cnn",
+        "mobilenet_v2",
+        "resnet",
+        "hardswish_se",
+        "attention_encoder",
+        "lstm",
+        *("sdpa_encoder", "gru", "groupnorm_net", "gelu_mixer", "logsoftmax_head", "unet", "multi_io"),
+        "adaptive_maxpool",
+    ]
     for _name, description, shapes in rows:
         assert description and "\n" not in description
         assert shapes and all(isinstance(dim, int) for shape in shapes for dim in shape)
@@ -67,10 +77,11 @@ def test_model_is_eval_o1_and_matches_metadata(name: str) -> None:
     assert all(not m.training for m in module.modules())
     assert [tuple(t.shape) for t in inputs] == [tuple(s) for s in zoo.MODELS[name]["inputs"]]
     with torch.no_grad():
-        out = module(*inputs)
-    assert isinstance(out, torch.Tensor) and bool(torch.isfinite(out).all())
-    assert 0.1 <= float(out.abs().max()) <= 10.0, float(out.abs().max())
-    assert float(out.std()) > 0.01  # not collapsed to a constant
+        outputs = flatten_outputs(module(*inputs))  # multi_io gives two
+    for out in outputs:
+        assert isinstance(out, torch.Tensor) and bool(torch.isfinite(out).all())
+        assert 0.1 <= float(out.abs().max()) <= 10.0, float(out.abs().max())
+        assert float(out.std()) > 0.01  # not collapsed to a constant
 
 
 @pytest.mark.parametrize("name", [n for n in zoo.names() if n != "mobilenet_v2"])
@@ -82,7 +93,8 @@ def test_model_is_deterministic(name: str) -> None:
     for (key, a), (_, b) in zip(module.state_dict().items(), again.state_dict().items()):
         assert torch.equal(a, b), key
     with torch.no_grad():
-        assert torch.equal(module(*inputs), module(*inputs))
+        for a, b in zip(flatten_outputs(module(*inputs)), flatten_outputs(again(*again_inputs))):
+            assert torch.equal(a, b)
 
 
 def test_mobilenet_v2_is_the_real_architecture() -> None:

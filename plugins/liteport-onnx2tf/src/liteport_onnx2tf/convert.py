@@ -1,10 +1,19 @@
-"""One onnx2tf conversion inside the ``onnx2tf-1.29`` environment: ONNX in, one .tflite out.
+"""One onnx2tf conversion inside ``onnx2tf-2.6`` or ``onnx2tf-1.29``: ONNX in, one .tflite out.
 
 onnx2tf runs as a subprocess (``python -m onnx2tf``) with the attempt folder as its working
 directory: it calls ``sys.exit`` on errors, rewrites its input ONNX file in place (so it gets
 a private copy, never the run folder's shared export), and looks for its calibration sample
 file in the working directory. Its output goes to ``onnx2tf.log`` and is read to classify a
 failure (``failures``).
+
+onnx2tf 2.x writes the .tflite either itself (``-tb flatbuffer_direct``, its default, without
+TensorFlow) or through TFLiteConverter (``-tb tf_converter``, the only path of 1.x, which has no
+``-tb`` flag). Measured on 2.6.9 with mobilenet_v2: flatbuffer_direct's fp32 file is exact
+(cosine 1.0, no TRANSPOSE) and takes seconds instead of minutes, but its quantized files are not
+usable (per-channel conv weights carry quantized_dimension 3: its own check rejects the int8 file,
+LiteRT refuses the dynamic-range one; per-tensor int16x8 fails on a depthwise bias type) and its
+float16 file has float16 I/O; so fp32 goes through flatbuffer_direct and every other mode through
+tf_converter, which gives 1.29's results (``DIRECT_MODES``).
 """
 
 from __future__ import annotations
@@ -46,6 +55,8 @@ DESCRIPTIONS = {
     "int16x8": "16x8: int16 activations, int8 weights, calibrated with the job's data, float32 I/O",
 }
 CALIBRATED = ("int8", "int16x8")
+# onnx2tf >= 2: modes written by its own flatbuffer writer; the others go through TFLiteConverter.
+DIRECT_MODES = ("fp32",)
 
 
 def run(job: Job) -> Result:
@@ -70,7 +81,11 @@ def run(job: Job) -> Result:
 
     samples = _calibration(job, inputs, model, np)
     _write_sample_file(workdir, samples, inputs, np)
+    version = _version("onnx2tf")
+    tflite_backend = _tflite_backend(version, job.mode)
     args = ["-i", ONNX_COPY, "-o", OUTPUT_DIR, "-v", "info", *OUTPUTS[job.mode][1]]
+    if tflite_backend:
+        args += ["-tb", tflite_backend]
     # onnx2tf makes 4-D tensors NHWC; other ranks keep PyTorch's layout so the validator's
     # layout contract (only 4-D tensors are transposed) holds.
     kept = [name for name, rank in inputs if rank not in (0, 1, 2, 4)]
@@ -90,6 +105,9 @@ def run(job: Job) -> Result:
     produced = workdir / OUTPUT_DIR / f"{local_onnx.stem}_{suffix}.tflite"
     if not produced.is_file():
         raise failures.classify(output, model, exit_code=exit_code, wanted=produced.name)
+    flex, custom = failures.non_builtin_ops(produced)
+    if flex or custom:  # written, but LiteRT cannot load it: the converter's gap, named here
+        raise failures.non_builtin_error(model, flex, custom)
     path = workdir / TFLITE
     shutil.copyfile(produced, path)
     shutil.rmtree(workdir / OUTPUT_DIR, ignore_errors=True)  # the SavedModel and the other variants
@@ -104,7 +122,7 @@ def run(job: Job) -> Result:
             "input_layout": "NHWC",
             "output_layout": "NHWC",
             "quantization": DESCRIPTIONS[job.mode],
-            "converter": f"onnx2tf {_version('onnx2tf')}",
+            "converter": f"onnx2tf {version}" + (f" ({tflite_backend})" if tflite_backend else ""),
             "onnx2tf_file": produced.name,
         },
         timings={
@@ -125,6 +143,14 @@ def model_name(ref: str) -> str:
     if target.endswith(".py") or "/" in target:
         target = Path(target).stem
     return f"{target}:{factory}" if factory else ref
+
+
+def _tflite_backend(version: str, mode: str) -> str | None:
+    """onnx2tf's ``-tb`` value for ``mode``: None for 1.x (no such flag: TFLiteConverter always)."""
+    major = version.split(".")[0]
+    if not major.isdigit() or int(major) < 2:
+        return None
+    return "flatbuffer_direct" if mode in DIRECT_MODES else "tf_converter"
 
 
 def _calibration(job: Job, inputs: Sequence[tuple[str, int]], model: str, np: Any) -> list[Any]:
@@ -177,6 +203,7 @@ def _run_onnx2tf(args: list[str], workdir: Path) -> tuple[int, str]:
     shim.chmod(0o755)
     env["PATH"] = os.pathsep.join([str(shims), env.get("PATH", "")])
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.setdefault("TQDM_DISABLE", "1")  # onnx2tf 2.x draws progress bars into the log
     log = workdir / LOG_FILE
     with open(log, "w", encoding="utf-8") as out:
         out.write(f"$ {sys.executable} -m onnx2tf {' '.join(args)}\n")

@@ -7,11 +7,18 @@ raises prints ``ERROR: The trace log is below.``, the Python traceback, then
 ``ERROR: onnx_op_name: <node>``; a quantized variant that fails prints its traceback as a
 warning and ``<what> tflite output failed.``, and the file is simply missing. Output is
 colored with ANSI escapes, which are removed before reading.
+
+An op with no TFLite builtin (``Erf`` of an exact GELU, measured) is not an error to onnx2tf: it
+writes the file with a Flex op (``FlexErf``, a TensorFlow kernel) that LiteRT cannot load. The
+written file's op table is read (``non_builtin_ops``) and such a file is an ``unsupported_op``
+naming the ops, as onnx-tf's converter reports them, instead of a model the validator cannot load.
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Any
 
 from liteport.api import ConverterError, LiteportError, UnsupportedOp
 
@@ -67,6 +74,52 @@ def classify(output: str, model: str, *, exit_code: int, wanted: str) -> Litepor
         f"{model}: onnx2tf exited with code {exit_code} without writing {wanted}",
         hint="see convert.log and onnx2tf.log in the attempt folder",
     )
+
+
+def non_builtin_ops(path: Path) -> tuple[list[str], list[str]]:
+    """(Flex op names without "Flex", other custom op codes) used by the operators of a .tflite file."""
+    schema = _tflite_schema()
+    buf = bytearray(path.read_bytes())
+    model = schema.Model.GetRootAs(buf, 0)  # the lazy API: reads the op table, not the weights
+    codes = []
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        custom = max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) == schema.BuiltinOperator.CUSTOM
+        raw = code.CustomCode() if custom else None
+        codes.append(raw.decode("utf-8", "replace") if raw else ("CUSTOM" if custom else None))
+    used = {
+        codes[model.Subgraphs(s).Operators(j).OpcodeIndex()]
+        for s in range(model.SubgraphsLength())
+        for j in range(model.Subgraphs(s).OperatorsLength())
+    }
+    names = sorted(name for name in used if name)
+    flex = [name[len("Flex") :] for name in names if name.startswith("Flex")]
+    return flex, [name for name in names if not name.startswith("Flex")]
+
+
+def non_builtin_error(model: str, flex: list[str], custom: list[str]) -> UnsupportedOp:
+    """One line naming the ops LiteRT lacks in onnx2tf's output (the op names, e.g. ``Erf``)."""
+    parts = []
+    if flex:
+        parts.append(f"{', '.join(flex)} (Flex: TensorFlow kernels)")
+    if custom:
+        parts.append(f"{', '.join(custom)} (custom)")
+    return UnsupportedOp(
+        _shorten(f"{model}: onnx2tf converted to ops LiteRT cannot run: {'; '.join(parts)}"),
+        hint=UNSUPPORTED_HINT,
+    )
+
+
+def _tflite_schema() -> Any:
+    """The TFLite flatbuffer schema module of this environment (ai-edge-litert, else TensorFlow's)."""
+    import importlib
+
+    for name in ("ai_edge_litert.schema_py_generated", "tensorflow.lite.python.schema_py_generated"):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    raise ConverterError("cannot read onnx2tf's .tflite: neither ai-edge-litert nor TensorFlow is installed")
 
 
 def _first_error_line(text: str) -> str | None:

@@ -33,8 +33,9 @@ Offline: for image-like inputs onnx2tf downloads
 working directory, even for a float conversion. onnx2tf runs with the attempt folder as its
 working directory and the job's own calibration data (NHWC) is written there under that name.
 
-Failures (``failures``): an ONNX op onnx2tf does not implement is ``unsupported_op``; anything
-else is ``converter_error`` with onnx2tf's first error line; full output in ``onnx2tf.log``.
+Failures (``failures``): an ONNX op onnx2tf does not implement is ``unsupported_op``, and so is a
+written file holding ops LiteRT cannot run (Flex or custom, e.g. ``Erf`` of an exact GELU), named;
+anything else is ``converter_error`` with onnx2tf's first error line; full output in ``onnx2tf.log``.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def liteport_backends() -> Iterator[BackendInfo]:
         modes=MODES,
         needs="onnx",
         layouts=("NHWC",),
-        description="PyTorch -> ONNX (opset 13) -> onnx2tf 1.29: NHWC, no TRANSPOSE around convolutions",
+        description="PyTorch -> ONNX (opset 13/14/18) -> onnx2tf 1.29: NHWC, no TRANSPOSE around convs",
     )
 
 
