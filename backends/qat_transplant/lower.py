@@ -45,8 +45,14 @@ _ALIAS_METHODS = ("contiguous", "dequantize")
 
 
 def lower(traced: qat.Traced, model: str, nchw_io: bool = True) -> Graph:
-    """The int8 TFLite graph of ``traced``; raises UnsupportedOp naming every unsupported node."""
-    return _Lowering(traced, model, nchw_io).run()
+    """The int8 TFLite graph of ``traced``; raises UnsupportedOp naming every unsupported node.
+
+    Runs on the traced model's quantized engine: the add and cat tables the fitting reproduces
+    are computed by PyTorch's own kernels, and the default engine's (x86) round some ties other
+    than qnnpack's (issue 15: MobileNetV2's features.6.skip_add, a step off on XNNPACK).
+    """
+    with qat.quantized_engine(traced.engine):
+        return _Lowering(traced, model, nchw_io).run()
 
 
 def check_supported(

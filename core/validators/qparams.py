@@ -451,10 +451,8 @@ def _first_deviation(
                 if want is None or index is None:
                     continue
                 got = interp.get_tensor(index).astype(np.int32)
-                expected = want[k]
-                if expected.ndim == 4 and got.ndim == 4 and list(got.shape[1:]) != list(expected.shape[1:]):
-                    expected = expected.transpose(0, 2, 3, 1)  # the file's inner tensors are NHWC
-                if got.shape != expected.shape:
+                expected = _as_laid_out(want[k], got.shape)
+                if expected is None:
                     continue
                 found.setdefault(probe.name, []).append(np.abs(got - expected.astype(np.int32)).reshape(-1))
     for probe in probes:
@@ -470,6 +468,18 @@ def _first_deviation(
                     "max_steps": int(d.max()),
                 }
     return None
+
+
+def _as_laid_out(expected: Any, shape: Any) -> Any:
+    """PyTorch's NCHW tensor in the file's layout (its inner 4-D tensors are NHWC), or None when
+    the shapes do not fit. NHWC is tried first: with C = H = W (or C = H) both layouts have one
+    shape, and comparing against the untransposed tensor then reports a departure that is not
+    there (issue 15: MobileNetV2's 32-channel 32x32 stem measured "25% exact, 122 steps")."""
+    if expected.ndim == 4 and len(shape) == 4:
+        nhwc = expected.transpose(0, 2, 3, 1)
+        if tuple(nhwc.shape) == tuple(shape):
+            return nhwc
+    return expected if tuple(expected.shape) == tuple(shape) else None
 
 
 class _Probe:

@@ -1,6 +1,6 @@
 """qat-transplant end to end (issues 6, 15): PyTorch's QAT parameters land in the .tflite, its int8
-model is reproduced on XNNPACK (the reference kernels' figures reported beside), post-training int8
-of the same model stands beside it, unsupported fails.
+model is reproduced on XNNPACK and checked on the reference kernels (known gaps xfail with their
+figures), post-training int8 of the same model stands beside it, unsupported fails.
 
 ``nox -s qat`` runs this module with ``-s`` and prints the comparison table.
 """
@@ -68,6 +68,40 @@ def _row(attempt: Attempt, qparams: Any, cosine: Any) -> dict[str, Any]:
     }
 
 
+# Issue 15: on TFLite's reference kernels (BUILTIN_REF) these models are not within one step of
+# PyTorch's int8 model on 99% of outputs. Every layer is within one step there (first departure:
+# the first conv, ~99.8% exact, max 1 step): gemmlowp requantizes with two roundings (the first
+# to 2**-shift of a step), which no written scale can undo since the scales are PyTorch's; the
+# averages round ties away from zero (PyTorch: to even). Depth and the Linear head amplify those
+# single steps: on mobilenet_v2_qat one step in one element of features.6's output moves
+# PyTorch's own int8 output to 20% within one step (max 23). Measured on this machine (AMD EPYC,
+# ai-edge-litert 2.3.0): within one step / max steps on the reference kernels.
+REFERENCE_GAP = {
+    "mobilenet_v2_qat": "5.4% / 69",
+    "resnet_qat": "52.8% / 6",
+    "dw_residual_qat": "93.8% / 3",
+    "dw_residual2_qat": "88.8% / 5",
+}
+
+
+def _reference_kernels_within_one_step(model: str, metrics: dict[str, Any]) -> None:
+    """>= 99% within one step, none beyond two, on the reference kernels too; a model that
+    does not reach it is an xfail stating its measured figures (REFERENCE_GAP)."""
+    within, steps = metrics["int8_within_1_step_reference"], metrics["int8_max_steps_reference"]
+    first = metrics["int8_first_deviation_reference"]
+    if within >= 0.99 and steps <= 2:
+        return
+    assert model in REFERENCE_GAP, (model, within, steps, first)
+    assert first is not None and first["max_steps"] <= 1, first  # each layer within one step
+    pytest.xfail(
+        f"issue 15: reference kernels {within:.1%} within one step of PyTorch's int8 model, max "
+        f"{steps:g} steps (measured before: {REFERENCE_GAP[model]}); first departs at op "
+        f"{first['op_index']} {first['op']} ({first['tensor']}, {first['exact']:.2%} exact, max "
+        f"{first['max_steps']} step); XNNPACK: {metrics['int8_within_1_step']:.1%}, max "
+        f"{metrics['int8_max_steps']:g}; all qparams matched"
+    )
+
+
 @pytest.mark.parametrize("model", MODELS)
 def test_transplant_carries_pytorch_qparams(engine: Engine, model: str) -> None:
     attempt = _transplant(engine, f"zoo:{model}")
@@ -86,6 +120,7 @@ def test_transplant_carries_pytorch_qparams(engine: Engine, model: str) -> None:
     assert facts["op_counts"].get("QUANTIZE", 0) == 0 and facts["op_counts"].get("DEQUANTIZE", 0) == 0
     assert [t["dtype"] for t in facts["inputs"] + facts["outputs"]] == ["int8", "int8"]
     ROWS[(model, "qat-transplant")] = _row(attempt, metrics, metrics.get("cosine"))
+    _reference_kernels_within_one_step(model, metrics)
 
 
 def _both_kernel_sets_reported(metrics: dict[str, Any]) -> None:
@@ -115,6 +150,7 @@ def test_global_pool_and_linear_head_reproduced_on_xnnpack(engine: Engine, model
     _both_kernel_sets_reported(metrics)
     assert attempt.facts["op_counts"].get("MEAN", 0) == 0
     ROWS[(model, "qat-transplant")] = _row(attempt, metrics, metrics.get("cosine"))
+    _reference_kernels_within_one_step(model, metrics)
 
 
 @pytest.mark.parametrize("model", MODELS)

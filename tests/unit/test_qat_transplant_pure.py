@@ -226,3 +226,40 @@ def test_derived_filters_are_counted_apart_and_must_be_symmetric() -> None:
     checked, derived, malformed = split_derived(given)
     assert list(checked) == ["pool"] and derived == 3
     assert malformed == ["cat:in0:rescale.weight: a derived rescale.weight must be INT8 with zero point 0"]
+
+
+def test_first_deviation_probe_reads_pytorch_tensors_in_the_files_nhwc_layout() -> None:
+    """With C = H = W both layouts have one shape: the probe must still transpose (issue 15:
+    MobileNetV2's 32-channel 32x32 stem was reported "25% exact, 122 steps" on an exact file)."""
+    from liteport.validators.qparams import _as_laid_out
+
+    nchw = np.arange(2 * 4 * 4 * 4).reshape(2, 4, 4, 4)
+    nhwc = nchw.transpose(0, 2, 3, 1)
+    assert np.array_equal(_as_laid_out(nchw, nhwc.shape), nhwc)
+    wide = np.arange(2 * 3 * 4 * 5).reshape(2, 3, 4, 5)
+    assert np.array_equal(_as_laid_out(wide, (2, 4, 5, 3)), wide.transpose(0, 2, 3, 1))
+    flat = np.arange(6).reshape(2, 3)
+    assert np.array_equal(_as_laid_out(flat, (2, 3)), flat)
+    assert _as_laid_out(wide, (2, 3, 5, 4)) is None
+
+
+def test_lowering_asks_pytorchs_own_engine_for_the_add_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The add (and cat) tables the scale fitting reproduces come from the traced model's engine:
+    x86's add rounds some ties other than qnnpack's (issue 15: MobileNetV2's features.6.skip_add
+    was fitted to x86's table and came out a step off on XNNPACK)."""
+    from liteport.backends.qat_transplant import lower
+
+    model = _qat("qnnpack")
+    int8 = to_int8(model, "qnnpack")
+    traced = trace(int8, (torch.randn(1, 3, 8, 8),), "qnnpack")
+    seen: list[str] = []
+    table = lower._add_table
+
+    def spy(*args: object, **kwargs: object) -> np.ndarray:
+        seen.append(torch.backends.quantized.engine)
+        return table(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(lower, "_add_table", spy)
+    before = torch.backends.quantized.engine
+    lower.lower(traced, "small")
+    assert seen == ["qnnpack"] and torch.backends.quantized.engine == before
