@@ -295,12 +295,14 @@ def docker(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def qat(session: nox.Session) -> None:
-    """QAT transplant vs post-training int8 on the QAT zoo: qparams matched, agreement with PyTorch's int8."""
+    """QAT transplant vs post-training int8 on the QAT zoo (agreement with PyTorch's int8 on XNNPACK and
+    the reference kernels), then the op-level table (tests/integration/test_qat_ops.py)."""
     _install(session, "test")
     session.install(*TORCH)
     session.run(
         "pytest",
         "tests/integration/test_qat_transplant.py",
+        "tests/integration/test_qat_ops.py",
         "-q",
         "-s",
         "-m",
