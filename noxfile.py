@@ -58,11 +58,22 @@ def tests(session: nox.Session) -> None:
         "tests/integration",
         "-q",
         "-m",
-        "integration",
+        "integration and not routes",
         "--timeout=3600",
         "--durations=15",
         *session.posargs,
     )
+
+
+@nox.session(default=False)
+def routes(session: nox.Session) -> None:
+    """mobilenet_v2 through the newer third-party routes (onnx2tf 2.x, nobuco), fp32 and int8: the
+    figures behind the README's route table. Left out of `tests` for CI time (their conformance
+    suites run there)."""
+    _install(session, "test")
+    session.install(*TORCH)
+    session.install("-e", "plugins/liteport-onnx2tf", "-e", "plugins/liteport-nobuco")
+    session.run("pytest", "tests/integration", "-q", "-s", "-m", "routes", "--timeout=3600", *session.posargs)
 
 
 @nox.session

@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: one lowering method per supported PyTorch op, one graph.
 """Lower PyTorch's converted int8 model, node by node, to the transplant's int8 TFLite graph.
 
 Input: the ``torch.fx`` trace of the ``convert``-ed model with every node's output recorded

@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: the matching rules run in one order of evidence over shared candidates.
 """Which TFLite tensor holds which PyTorch module's output.
 
 Inputs: the activations manifest of the torch side (``liteport.stages.activations``: one entry

@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: driver loop, node runner and fault handling change together.
 """The matrix on a Ray cluster: ``liteport matrix --executor ray [--ray-address ADDRESS]``.
 
 Imported only when asked for; Ray itself (``pip install 'liteport[ray]'``) only inside functions.

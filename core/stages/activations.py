@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: one forward walk (hooks, aliases, graph programs, cap) sharing its records.
 """The torch side of ``liteport explain``: every module's output on a few validation samples.
 
 Runs in the torch environment. Forward hooks on every module (containers included) record each

@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: one validation (qparams, outputs, first departure) read top to bottom.
 """The ``qparams`` validator: are a QAT model's TFLite quantization parameters PyTorch's own, and
 does the file compute what PyTorch's int8 model computes, on the kernels users run?
 
