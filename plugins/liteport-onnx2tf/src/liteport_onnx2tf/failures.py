@@ -12,6 +12,8 @@ An op with no TFLite builtin (``Erf`` of an exact GELU, measured) is not an erro
 writes the file with a Flex op (``FlexErf``, a TensorFlow kernel) that LiteRT cannot load. The
 written file's op table is read (``non_builtin_ops``) and such a file is an ``unsupported_op``
 naming the ops, as onnx-tf's converter reports them, instead of a model the validator cannot load.
+onnx2tf 2.6's int8 path fails earlier on the same ops (its calibration interpreter has no Flex
+delegate: ``(FlexErf) failed to prepare``): that is the same ``unsupported_op``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ _EXCEPTION = re.compile(
     r"^(?:[A-Za-z_][\w.]*\.)?(?P<type>[A-Z]\w*(?:Error|Exception|Exit)):\s*(?P<text>.*\S)"
 )
 _FAILED_OUTPUT = re.compile(r"(?P<what>[^\n]*tflite output failed\.)")
+# onnx2tf 2.6 calibrates int8 in an interpreter without Flex: "Node number 13 (FlexErf) failed to prepare".
+_FLEX_PREPARE = re.compile(r"\(Flex(?P<op>\w+)\) failed to prepare")
 # onnx2tf's generic advice lines, printed after every failure: never the cause.
 _ADVICE = (
     "The trace log is below",
@@ -56,6 +60,9 @@ def classify(output: str, model: str, *, exit_code: int, wanted: str) -> Litepor
         return UnsupportedOp(
             f"{model}: ONNX op {found['op']} is not implemented in onnx2tf", hint=UNSUPPORTED_HINT
         )
+    flex = sorted({match["op"] for match in _FLEX_PREPARE.finditer(text)})
+    if flex:  # the float graph holds TensorFlow-only ops: no int8 calibration can run it
+        return non_builtin_error(model, flex, [])
     node = _NODE.search(text)
     exception = _last_exception(text)
     if node:
