@@ -89,3 +89,19 @@ def test_op_without_converter_is_unsupported_op(offline: list[str]) -> None:
     assert doc["error"]["kind"] == "unsupported_op"
     assert "nobuco has no converter for torch.erfinv" in doc["error"]["message"]
     assert "\n" not in doc["error"]["message"]
+
+
+def test_a_torch_export_program_is_refused_in_one_line(offline: list[str], tmp_path: Path) -> None:
+    """nobuco traces module calls; a .pt2 holds none (measured: its tracer fails in the GraphModule)."""
+    import torch
+
+    from liteport import zoo
+
+    module, inputs = zoo.get("tiny_cnn")()
+    program = tmp_path / "tiny_cnn.pt2"
+    torch.export.save(torch.export.export(module, inputs), str(program))
+    code, doc = _convert(offline, str(program), "fp32")
+    assert code == 1 and doc["status"] == "failed"
+    assert doc["error"]["kind"] == "converter_error"
+    assert "a torch.export program (.pt2) has none" in doc["error"]["message"]
+    assert "\n" not in doc["error"]["message"]

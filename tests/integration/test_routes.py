@@ -29,6 +29,7 @@ FP32_ENVIRONMENTS = [
     "onnx-tf-tf2.15",
     "onnx-tf-tf2.8",
     "onnx2tf-1.29",
+    "onnx2tf-2.6",
 ]
 needs_onnx2tf = pytest.mark.skipif(
     importlib.util.find_spec("liteport_onnx2tf") is None,

@@ -37,6 +37,12 @@ def run(job: Job) -> Result:
         raise BadInput(
             f"{model}: nobuco hands fp32, fp16, dynamic, int8 and int16x8 to tflite-ptq, not {job.mode!r}"
         )
+    if job.model.ref.strip().endswith(".pt2"):  # measured: nobuco's tracer fails inside a GraphModule
+        raise ConverterError(
+            f"{model}: nobuco traces the calls of a model's modules, and a torch.export program (.pt2) "
+            "has none",
+            hint="give nobuco the model's factory (file.py:build), or convert the .pt2 with another backend",
+        )
     started = time.perf_counter()
     loaded = load_model(job.model)  # before the stand-in, so the user's model never sees it
     stand_in = torchvision_stand_in.install()
