@@ -193,11 +193,17 @@ ONNX_TF_ENVS = ("onnx-tf-tf2.8", "onnx-tf-tf2.15")
 ONNX_TF_MODES = ("fp32", "fp16", "dynamic", "int8", "int16x8")
 
 
+REUSE_BENCH_ENVS = "litert-torch-0.10,onnx-tf-tf2.15"
+
+
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """onnx-tf per environment: install time into an empty cache, size, mobilenet_v2 time per mode.
+    """The 4-mode matrix before/after reuse between modes; onnx-tf install time, size, time per mode.
 
-    Then the onnx-tf integration tests with the slow ones on. ``-- --no-tests`` skips them.
+    First mobilenet_v2 and resnet, fp32/fp16/dynamic/int8 on litert-torch and onnx-tf, ``--jobs 1``,
+    with ``--no-reuse`` (before) and with reuse (after): wall times, per-stage split, same bytes
+    (tests/bench/matrix_reuse.py). ``-- --reuse-only`` stops there. Then onnx-tf per environment
+    and its integration tests with the slow ones on; ``-- --no-tests`` skips those tests.
     """
     import json
     import tempfile
@@ -205,6 +211,10 @@ def bench(session: nox.Session) -> None:
 
     _install(session, "test")
     session.install(*TORCH)
+    session.run("liteport", "env", "build", "torch-2.13", "litert-runtime", *REUSE_BENCH_ENVS.split(","))
+    session.run("python", "tests/bench/matrix_reuse.py", "--envs", REUSE_BENCH_ENVS)
+    if "--reuse-only" in session.posargs:
+        return
     rows: list[str] = []
     for env in ONNX_TF_ENVS:
         # An empty liteport cache: the environment is built from scratch (pip's own cache stays warm).

@@ -110,6 +110,10 @@ class BackendInfo:
     # When set, the convert stage may return artifacts["saved_model"] instead of a .tflite and
     # this quantizer (a liteport_quantize plugin, run in the same environment) makes the .tflite.
     quantizer: str | None = None
+    # True when the convert stage makes the same artifacts for every mode (the quantizer applies the
+    # mode): the engine then runs it once per model, environment, lock and options, and every mode
+    # of a matrix reuses it (``liteport matrix --no-reuse`` turns that off).
+    shared_convert: bool = False
     # Place in the default fallback chain: higher is tried first, ties by name. Built-ins use
     # 100-300; a third-party backend that should come first declares more.
     priority: int = 0

@@ -55,3 +55,11 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "cache"
     monkeypatch.setenv("LITEPORT_CACHE", str(path))
     return path
+
+
+@pytest.fixture
+def reuse_plugins(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Backends that show what the engine shares between the modes of a model."""
+    folder = FIXTURES / "plugins_reuse"
+    _add_plugin_path(monkeypatch, folder)
+    return folder

@@ -18,6 +18,12 @@ from liteport.api import TFLITE, Job, LiteportError, Result, load_model
 from liteport.backends.ai_edge_torch import quantize
 from liteport.backends.ai_edge_torch.environments import PACKAGES, environment_for
 from liteport.backends.ai_edge_torch.failures import classify
+from liteport.backends.ai_edge_torch.reuse import SharedWork
+
+# Modes whose .tflite this environment's converter makes from the float32 flatbuffer (as bytes):
+# litert-torch applies its fp16 recipe with ai-edge-quantizer after conversion; the nightly's
+# ai_edge_torch hands the recipe to TensorFlow's converter, so it converts every mode itself.
+FROM_FLOAT = {"litert_torch": ("fp32", "fp16"), "ai_edge_torch": ("fp32",)}
 
 
 def run(job: Job) -> Result:
@@ -28,6 +34,7 @@ def run(job: Job) -> Result:
     api = importlib.import_module(package)
     imported = time.perf_counter()
 
+    shared = SharedWork.of(job)
     loaded = load_model(job.model)
     module, args = loaded.module, tuple(loaded.example_inputs)
     model = loaded.name
@@ -51,10 +58,26 @@ def run(job: Job) -> Result:
     path = Path(job.workdir) / TFLITE
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        prepared = quantize.for_mode(package, job.mode, module, args, calibration, model)
-        quantized_at = time.perf_counter()
-        edge_model = api.convert(prepared.module, args, quant_config=prepared.quant_config)
-        edge_model.export(str(path))
+        float_model = shared.float_flatbuffer() if shared and job.mode in FROM_FLOAT[package] else None
+        if job.mode == "fp32" and float_model is not None:
+            description = quantize.FLOAT32
+            quantized_at = time.perf_counter()
+            path.write_bytes(float_model)
+        elif job.mode == "fp16" and shared and "fp16" in FROM_FLOAT[package]:
+            if float_model is None:  # the float conversion an fp16 convert makes anyway; kept for fp32
+                float_model = _convert_float(api, module, args, path)
+                shared.keep_float_flatbuffer(float_model)
+            description = quantize.FLOAT16
+            quantized_at = time.perf_counter()
+            path.write_bytes(quantize.fp16_from_float(package, float_model))
+        else:
+            prepared = quantize.for_mode(package, job.mode, module, args, calibration, model)
+            description = prepared.description
+            quantized_at = time.perf_counter()
+            edge_model = api.convert(prepared.module, args, quant_config=prepared.quant_config)
+            edge_model.export(str(path))
+            if shared and job.mode == "fp32":
+                shared.keep_float_flatbuffer(path.read_bytes())
     except LiteportError:
         raise
     except Exception as exc:
@@ -76,12 +99,19 @@ def run(job: Job) -> Result:
         facts={
             "input_layout": input_layout,
             "output_layout": output_layout,
-            "quantization": prepared.description,
+            "quantization": description,
             "converter": package,
+            **({"reused": list(shared.reused)} if shared and shared.reused else {}),
         },
         timings=timings,
         environment=env.name,
     )
+
+
+def _convert_float(api: Any, module: Any, args: tuple[Any, ...], path: Path) -> bytes:
+    """The float32 flatbuffer of ``module``, exactly as ``convert`` without a quant_config writes it."""
+    api.convert(module, args).export(str(path))
+    return path.read_bytes()
 
 
 def _channels_last(api: Any, module: Any, args: tuple[Any, ...]) -> tuple[Any, list[int], list[int]]:

@@ -15,7 +15,7 @@ import contextlib
 import dataclasses
 import importlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from unittest import mock
 
@@ -25,6 +25,9 @@ from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
 from liteport.api import BadInput, ExportError, QuantizerError
 from liteport.backends.ai_edge_torch.failures import one_line
+
+FLOAT32 = "none (float32)"
+FLOAT16 = "float16 weights (ai-edge-quantizer float casting), float32 compute and I/O"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,18 +48,19 @@ def for_mode(
     model: str,
 ) -> Quantized:
     """Prepare ``module`` for conversion in ``mode`` with ``package`` (litert_torch or ai_edge_torch)."""
+    graph = lambda: capture(module, args, model)  # noqa: E731 - captured only by the PT2E modes
     if mode == "fp32":
-        return Quantized(module=module, quant_config=None, description="none (float32)")
+        return Quantized(module=module, quant_config=None, description=FLOAT32)
     if mode == "fp16":
         recipes = importlib.import_module(f"{package}.generative.quantize.quant_recipes")
         return Quantized(
             module=module,
             quant_config=recipes.full_fp16_recipe(),
-            description="float16 weights (ai-edge-quantizer float casting), float32 compute and I/O",
+            description=FLOAT16,
         )
     if mode == "dynamic":
         # Dynamic-range observers need no data; one forward only satisfies prepare_pt2e's flow.
-        captured, config = _pt2e(package, module, args, [args], dynamic=True, model=model)
+        captured, config = _pt2e(package, graph, [args], dynamic=True, model=model)
         return Quantized(
             module=captured,
             quant_config=config,
@@ -66,7 +70,7 @@ def for_mode(
     if mode == "int8":
         if not calibration:
             raise BadInput(f"{model}: int8 needs calibration data (job option 'calibration')")
-        captured, config = _pt2e(package, module, args, calibration, dynamic=False, model=model)
+        captured, config = _pt2e(package, graph, calibration, dynamic=False, model=model)
         return Quantized(
             module=captured,
             quant_config=config,
@@ -78,20 +82,19 @@ def for_mode(
 
 def _pt2e(
     package: str,
-    module: Any,
-    args: tuple[Any, ...],
+    graph: Callable[[], Any],
     samples: Sequence[tuple[Any, ...]],
     *,
     dynamic: bool,
     model: str,
 ) -> tuple[Any, Any]:
-    """PT2E-quantize ``module`` after running ``samples`` through it; returns (module, QuantConfig)."""
+    """PT2E-quantize the captured ``graph()`` after running ``samples``; returns (module, QuantConfig)."""
     pt2e = importlib.import_module(f"{package}.quantize.pt2e_quantizer")
     quant_config = importlib.import_module(f"{package}.quantize.quant_config")
     quantizer = pt2e.PT2EQuantizer().set_global(
         pt2e.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic)
     )
-    captured = _capture(module, args, model)
+    captured = graph()
     try:
         prepared = prepare_pt2e(captured, quantizer)
         with torch.no_grad():
@@ -104,7 +107,7 @@ def _pt2e(
     return converted, quant_config.QuantConfig(pt2e_quantizer=quantizer)
 
 
-def _capture(module: Any, args: tuple[Any, ...], model: str) -> Any:
+def capture(module: Any, args: tuple[Any, ...], model: str) -> Any:
     """The graph PT2E quantizes: strict (dynamo) torch.export, else non-strict.
 
     Only strict export records the ``source_fn_stack`` the quantizer's ``add`` annotator matches
@@ -140,6 +143,15 @@ def _hide_jax_accelerator() -> Iterator[None]:
         return
     with mock.patch.object(jax_device, "is_available", lambda: False):
         yield
+
+
+def fp16_from_float(package: str, float_model: bytes) -> bytes:
+    """The fp16 model from the float32 flatbuffer: what ``convert`` does with ``full_fp16_recipe()``
+    after making those bytes (ai-edge-quantizer's float casting, litert-torch only)."""
+    recipes = importlib.import_module(f"{package}.generative.quantize.quant_recipes")
+    translate = importlib.import_module(f"{package}.quantize.translate_recipe")
+    recipe = translate.translate_to_ai_edge_recipe(recipes.full_fp16_recipe().generative_recipe)
+    return bytes(translate.quantize_model(float_model, recipe))
 
 
 def load_calibration(path: str, example: Sequence[Any], model: str) -> list[tuple[Any, ...]]:

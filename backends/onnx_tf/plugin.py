@@ -54,6 +54,7 @@ def liteport_backends() -> Iterator[BackendInfo]:
         needs="onnx",
         layouts=("NCHW",),
         quantizer="tflite-ptq",
+        shared_convert=True,  # the SavedModel does not depend on the mode: made once, quantized per mode
         description="PyTorch -> ONNX (opset 12-15) -> onnx-tf 1.10 -> SavedModel -> TFLiteConverter",
     )
 

@@ -48,6 +48,12 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         "--no-rewrites", action="store_true", help="never retry a cell with the model's graph rewritten"
     )
     p.add_argument(
+        "--no-reuse",
+        action="store_true",
+        help="convert every mode from scratch: no SavedModel, capture or float model shared between a "
+        "model's modes (also LITEPORT_NO_REUSE=1); for measuring, or to rule reuse out",
+    )
+    p.add_argument(
         "--explain", action="store_true", help="attach per-layer data (liteport explain) to invalid cells"
     )
     p.add_argument(
@@ -120,6 +126,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
             cwd=str(Path.cwd()),
             timeouts=StageTimeouts(convert=args.timeout),
             workers_per_env=jobs,
+            reuse=_reuse(args),
         )
     )
     executor = _ray_executor(args, pm, cells, explain) if on_ray else None
@@ -157,6 +164,11 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reuse(args: argparse.Namespace) -> bool:
+    """Share mode-independent work between a model's modes, unless --no-reuse or LITEPORT_NO_REUSE=1."""
+    return not (args.no_reuse or os.environ.get("LITEPORT_NO_REUSE", "") not in ("", "0"))
+
+
 def _ray_executor(
     args: argparse.Namespace, pm: PluginManager, cells: Sequence[Cell], explain: ExplainOptions | None
 ) -> RayExecutor:
@@ -180,6 +192,7 @@ def _ray_executor(
             cwd=str(Path.cwd()),
             explain=explain,
             strict_plugins=bool(getattr(args, "strict_plugins", False)),
+            reuse=_reuse(args),
         ),
         expected=envs,
         validators=validators,

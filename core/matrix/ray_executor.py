@@ -86,6 +86,7 @@ class NodeSettings:
     cwd: str | None = None
     explain: ExplainOptions | None = None
     strict_plugins: bool = False
+    reuse: bool = True  # share mode-independent work between a model's modes (matrix --no-reuse)
 
 
 class NodeRunner:
@@ -117,6 +118,7 @@ class NodeRunner:
                 cwd=cwd,
                 timeouts=settings.timeouts,
                 workers_per_env=settings.slots,
+                reuse=settings.reuse,
             )
         except (LiteportError, OSError) as exc:
             self.unusable = first_line(exc)

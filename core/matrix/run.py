@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import socket
 import threading
 import time
@@ -143,9 +144,23 @@ def run_cell(
     return attempt, entry
 
 
+def chains(cells: Sequence[Cell]) -> list[list[Cell]]:
+    """The cells in runs that share mode-independent work: a model's modes on one environment
+    (with the same options), in plan order, so they follow one another in the same warm worker."""
+    runs: dict[tuple[str, str, str, str], list[Cell]] = {}
+    for cell in cells:
+        options = json.dumps(dict(cell.options), sort_keys=True, default=str)
+        runs.setdefault((cell.model, cell.backend, cell.environment, options), []).append(cell)
+    return list(runs.values())
+
+
 @dataclass
 class ThreadExecutor:
-    """Cells on threads of this process, up to ``jobs`` at once, in one engine's warm workers."""
+    """Cells on threads of this process, up to ``jobs`` at once, in one engine's warm workers.
+
+    With the engine's ``reuse`` on, each thread takes a whole chain (``chains``): the modes of a
+    model on one environment run back to back, so the work they share is made once and found warm.
+    """
 
     engine: Engine
     jobs: int
@@ -156,17 +171,19 @@ class ThreadExecutor:
         local = threading.local()
         engine.progress = lambda message: progress.on_stage(getattr(local, "slot", "main"), message)
 
-        def one(cell: Cell) -> None:
+        def one(chain: Sequence[Cell]) -> None:
             local.slot = threading.current_thread().name
-            progress.on_start(local.slot, cell)
-            try:
-                attempt, entry = run_cell(engine, cell, self.explain)
-            except PoolClosed:
-                return  # interrupted: its worker was killed, so there is no real result to journal
-            record(cell, attempt, entry)
+            for cell in chain:
+                progress.on_start(local.slot, cell)
+                try:
+                    attempt, entry = run_cell(engine, cell, self.explain)
+                except PoolClosed:
+                    return  # interrupted: its worker was killed, so there is no real result to journal
+                record(cell, attempt, entry)
 
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, self.jobs), thread_name_prefix="cell")
-        futures = [pool.submit(one, cell) for cell in cells]
+        runs = chains(cells) if engine.reuse else [[cell] for cell in cells]
+        futures = [pool.submit(one, chain) for chain in runs]
         try:
             for future in concurrent.futures.as_completed(futures):
                 future.result()

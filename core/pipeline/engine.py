@@ -3,10 +3,16 @@
 reference (torch env) → [ONNX export] → convert (backend env) → [quantize] → validate (each
 validator's env). Every stage failure becomes the attempt's status; nothing raises past
 ``Engine.attempt`` except a usage error and ``PoolClosed`` (the engine was closed meanwhile).
+
+With ``reuse`` (the default) the modes of one model in one environment share what does not
+depend on the mode: a ``shared_convert`` backend's convert stage runs once (its SavedModel is
+quantized per mode), and every other backend's convert job gets ``options["shared_dir"]``, a
+folder keyed by model, backend version, lock and options where it may keep such work itself.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -17,11 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from liteport import __version__
+from liteport.errors import LiteportError
 from liteport.pipeline.exports import OnnxExports, export_facts
 from liteport.pipeline.pool import WorkerPool
-from liteport.pipeline.runs import RunFolders, write_atomically
+from liteport.pipeline.runs import RunFolders, shared_dir, write_atomically
 from liteport.plugins import PluginManager
 from liteport.runtimes.base import Progress, Runtime
+from liteport.runtimes.overlay import content_key
 from liteport.stages import workfiles
 from liteport.types import Attempt, BackendInfo, EnvironmentSpec, ErrorInfo, Job, ModelSpec, Result, evolve
 
@@ -46,6 +55,7 @@ class Engine:
     timeouts: StageTimeouts = field(default_factory=StageTimeouts)
     cwd: str | None = None
     workers_per_env: int = 1  # a matrix with --jobs N may keep up to N warm workers per environment
+    reuse: bool = True  # share mode-independent work between the modes of a model (module docstring)
 
     def __post_init__(self) -> None:
         say: Progress = lambda message: self.progress(message)  # noqa: E731 - progress may be replaced later
@@ -58,6 +68,7 @@ class Engine:
         )
         self.runs = RunFolders(self.pool, self.work_root, timeout=self.timeouts.reference, progress=say)
         self.exports = OnnxExports(self.runs)
+        self._code_key: str | None = None
 
     def __enter__(self) -> Engine:
         return self
@@ -75,6 +86,15 @@ class Engine:
 
     def run_dir(self, model: ModelSpec) -> Path:
         return self.runs.run_dir(model)
+
+    def code_key(self) -> str:
+        """Hash of liteport's own code (as overlays are keyed): work shared by other code is not reused."""
+        if self._code_key is None:
+            try:
+                self._code_key = content_key(["liteport"])
+            except LiteportError:  # not an installed distribution: its version must do
+                self._code_key = __version__
+        return self._code_key
 
     def reference(self, model: ModelSpec) -> Result:
         return self.runs.reference(model)
@@ -127,6 +147,7 @@ class Engine:
             return _from_stage(base, reference, "reference", started)
         folder_key = {**options, "rewrites": list(rewrites)} if rewrites else options
         workdir = _fresh_attempt_dir(reference, backend, environment, mode, folder_key)
+        shared_key = {**folder_key, "model": dataclasses.asdict(variant or model), "code": self.code_key()}
         steps = _AttemptSteps(
             self,
             evolve(base, workdir=str(workdir)),
@@ -135,6 +156,7 @@ class Engine:
             environment,
             reference,
             thresholds,
+            shared_key if self.reuse else None,
         )
         attempt = steps.run()
         attempt = evolve(
@@ -158,6 +180,7 @@ class _AttemptSteps:
         environment: EnvironmentSpec,
         reference: Result,
         thresholds: Mapping[str, Any] | None,
+        shared_key: Mapping[str, Any] | None,
     ) -> None:
         self.engine = engine
         self.attempt = attempt
@@ -172,6 +195,7 @@ class _AttemptSteps:
             "calibration": reference.artifacts["calibration"],
         }
         self.converted: Result | None = None
+        self.shared_key = shared_key  # None: reuse is off, every mode converts from scratch
 
     def run(self) -> Attempt:
         for step in (self.export, self.convert, self.quantize, self.require_tflite):
@@ -194,9 +218,18 @@ class _AttemptSteps:
         return None
 
     def convert(self) -> Attempt | None:
-        job = self._job("convert", self.environment.name, options={**self.attempt.options, **self.inputs})
-        self.engine.progress(f"convert with {self.backend.name} in {self.environment.name} ({job.mode})")
-        converted = self._run(self.environment, job, self.engine.timeouts.convert, "convert.log")
+        options: dict[str, Any] = {**self.attempt.options, **self.inputs}
+        folder = self._shared_dir(options)
+        if folder is not None and not self.backend.shared_convert:
+            options["shared_dir"] = str(folder)
+        job = self._job("convert", self.environment.name, options=options)
+        if folder is not None and self.backend.shared_convert:
+            converted = self.engine.runs.shared_convert(
+                folder, self.environment, job, timeout=self.engine.timeouts.convert
+            )
+        else:
+            self.engine.progress(f"convert with {self.backend.name} in {self.environment.name} ({job.mode})")
+            converted = self._run(self.environment, job, self.engine.timeouts.convert, "convert.log")
         self.attempt = evolve(
             self.attempt,
             lock_hash=converted.lock_hash,
@@ -280,6 +313,13 @@ class _AttemptSteps:
                 if verdict.status in ("timeout", "crashed"):
                     status = verdict.status
                 self.attempt = evolve(self.attempt, status=status, error=verdict.error)
+
+    def _shared_dir(self, options: Mapping[str, Any]) -> Path | None:
+        """The folder of this model's mode-independent work in this environment (None: reuse off)."""
+        if self.shared_key is None:
+            return None
+        key = {**self.shared_key, "inputs": {k: v for k, v in options.items() if k in self.inputs}}
+        return shared_dir(self.workdir.parent, self.backend, self.environment, key)
 
     def _job(self, kind: str, environment: str, options: Mapping[str, Any]) -> Job:
         return Job(

@@ -1,9 +1,15 @@
-"""The run folder of a model: reference outputs and ONNX exports, made once and shared.
+"""The run folder of a model: reference outputs, ONNX exports and mode-independent conversions,
+made once and shared.
 
 ``<work>/runs/<model>-<key>/`` is keyed by everything that decides its contents (model hash,
 reference lock, seed, sample counts). A stage's ``*.result.json`` marker is written atomically
 and last, under a file lock, so two liteport processes (two terminals, two matrix shards) never
 make the same files at once and never read a half-made folder.
+
+``<run>/shared/<backend>--<environment>--<key>/`` holds what one backend makes the same way for
+every mode (onnx-tf's SavedModel; ai-edge-torch's float flatbuffer), keyed by the backend's
+version, the environment's lock and the attempt's options, so a changed lock or option never
+meets a stale artifact (``shared_dir``).
 """
 
 from __future__ import annotations
@@ -12,8 +18,9 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock
 
@@ -22,7 +29,9 @@ from liteport.pipeline.pool import WorkerPool
 from liteport.runtimes.base import Progress, lock_hash
 from liteport.stages.environment import REFERENCE_ENV
 from liteport.stages.modelref import model_hash, parse_ref
-from liteport.types import ErrorInfo, Job, ModelSpec, Result
+from liteport.types import BackendInfo, EnvironmentSpec, ErrorInfo, Job, ModelSpec, Result, evolve
+
+SHARED_CONVERT = "convert"  # the stage name of a shared conversion inside its shared folder
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -103,19 +112,60 @@ class RunFolders:
         stage = "rewrite-" + "+".join(rewrites)
         return self._once(run_dir, stage, job, f"rewrite {', '.join(rewrites)} ({REFERENCE_ENV.name})")
 
+    def shared_convert(
+        self, folder: Path, environment: EnvironmentSpec, job: Job, *, timeout: float
+    ) -> Result:
+        """The convert stage of a backend whose output is the same for every mode, made once in
+        ``folder`` (see ``shared_dir``) and reused; a reused result carries ``facts["reused"]``."""
+        job = evolve(job, workdir=str(folder))
+        message = f"convert with {job.backend} in {environment.name} (shared by every mode)"
+        result, made = self._made_once(folder, SHARED_CONVERT, job, message, environment, timeout)
+        if made or not result.ok:
+            return result
+        # Made by an earlier attempt: its timings are not this attempt's work.
+        return result.replace(timings={}, facts={**result.facts, "reused": [SHARED_CONVERT]})
+
     def _once(self, run_dir: Path, stage: str, job: Job, message: str) -> Result:
-        done = run_dir / f"{stage}.result.json"
+        return self._made_once(run_dir, stage, job, message, REFERENCE_ENV, self.timeout)[0]
+
+    def _made_once(
+        self,
+        folder: Path,
+        stage: str,
+        job: Job,
+        message: str,
+        environment: EnvironmentSpec,
+        timeout: float,
+    ) -> tuple[Result, bool]:
+        """``stage``'s result in ``folder`` and whether this call made it (False: it was there)."""
+        done = folder / f"{stage}.result.json"
         if done.exists():
-            return _read_result(done)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(run_dir / f".{stage}.lock")):
+            return _read_result(done), False
+        folder.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(folder / f".{stage}.lock")):
             if done.exists():  # another thread or process made it while we waited
-                return _read_result(done)
+                return _read_result(done), False
             self.progress(message)
-            result = self.pool.run(REFERENCE_ENV, job, timeout=self.timeout, log=run_dir / f"{stage}.log")
+            result = self.pool.run(environment, job, timeout=timeout, log=folder / f"{stage}.log")
             if result.ok:
                 write_atomically(done, json.dumps(result.to_dict(), indent=2))
-            return result
+            return result, True
+
+
+def shared_dir(
+    run_dir: Path,
+    backend: BackendInfo,
+    environment: EnvironmentSpec,
+    key: Mapping[str, Any],
+) -> Path:
+    """Where ``backend`` keeps mode-independent work for one model (``run_dir``) in ``environment``.
+
+    Keyed by the backend's version, the environment's lock hash and ``key`` (the attempt's
+    options, rewrites and input files): any change gives a new folder, never a stale artifact.
+    """
+    parts = [backend.name, backend.version, environment.name, lock_hash(environment), dict(key)]
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return run_dir / "shared" / f"{backend.name}--{environment.name}--{digest}"
 
 
 def _read_result(path: Path) -> Result:

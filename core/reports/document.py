@@ -5,6 +5,15 @@
     generated     ISO time the report was rendered
     summary       {"cells": int, "by_status": {status: int}}
     models        [ModelRef, ...] (row order)
+    model_names   {ModelRef: short name}: ``zoo:resnet`` -> ``resnet``, ``/long/path/net.py:build`` ->
+                  ``net.py:build`` (more of the path when two would look alike); reports show the
+                  short name with the full reference on hover
+    recommended   {"pick": "fastest", "routes": {ModelRef: {mode: {"backend", "environment", "key",
+                  "latency_ms", "size_bytes", "sqnr_db"} or null}}}: per model and mode the route
+                  ``liteport convert --pick fastest`` would keep, the fastest valid (ok) cell
+    environment_summary {name: {"backend", "cells", "valid", "invalid", "failed", "unsupported"}}:
+                  per environment, how its cells ended ("failed" counts failed, timeout, crashed
+                  and env_error)
     columns       [{"backend", "environment", "mode"}, ...] (column order)
     cells         [{"key", "model", "backend", "environment", "mode", "status", "cause",
                     "error_kind", "metrics": {cosine, sqnr_db, max_abs, top1},
@@ -13,7 +22,11 @@
                     "timings": {convert_s, total_s}, "lock_hash", "log_excerpt", "finished",
                     "explain": null or liteport.explain.document.compact(...) (matrix --explain),
                     "node": {"hostname", "ray_node_id" (--executor ray), "ip"} or null (older
-                            journals), "lost_on": [node, ...] nodes lost while running it}]
+                            journals), "lost_on": [node, ...] nodes lost while running it,
+                    "model_name": the short name,
+                    "slower_than_fp32": null, or for an ok int8 cell slower than the ok fp32 cell of
+                            the same route: {"fp32_latency_ms", "ratio", "ops_outside_delegate":
+                            the ops the runtime ran outside its delegate, when the facts name them}}]
     environments  {name: {"lock_hash", "versions": {package: version}}}
     nodes         {label: {"hostname", "ray_node_id", "cells": int, "by_status": {status: int}}}:
                   where the cells ran (label: hostname, or hostname/first 8 of the Ray node id)
@@ -51,7 +64,10 @@ FACT_KEYS = (
     "flex_ops",
     "onnx_opset",
     "onnx_exporter",
+    "ops_outside_delegate",
 )
+FAILED_STATUSES = ("failed", "timeout", "crashed", "env_error")
+PICK = "fastest"  # the --pick whose choice the report recommends
 TIMING_KEYS = ("convert_s", "total_s")
 
 
@@ -59,6 +75,10 @@ def build(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The report document for journal ``entries`` (already merged, one per cell key)."""
     cells = [_cell(entry) for entry in entries]
     models = list(dict.fromkeys(c["model"] for c in cells))
+    names = short_names(models)
+    for cell in cells:
+        cell["model_name"] = names[cell["model"]]
+    flag_slower_int8(cells)
     columns = sorted({(c["backend"], c["environment"], c["mode"]) for c in cells}, key=_column_order)
     environments: dict[str, dict[str, Any]] = {}
     for entry in entries:
@@ -74,12 +94,94 @@ def build(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "summary": {"cells": len(cells), "by_status": {s: counts[s] for s in STATUS_ORDER if counts[s]}},
         "models": models,
+        "model_names": names,
+        "recommended": {"pick": PICK, "routes": recommended(cells)},
+        "environment_summary": environment_summary(cells),
         "columns": [{"backend": b, "environment": e, "mode": m} for b, e, m in columns],
         "cells": cells,
         "environments": dict(sorted(environments.items())),
         "coverage": coverage(cells),
         "nodes": nodes(cells),
     }
+
+
+def short_names(refs: Sequence[str]) -> dict[str, str]:
+    """A short, distinct name per ModelRef: the zoo name, or the file's name and factory with as
+    many parent folders as it takes to tell two apart."""
+    out: dict[str, str] = {}
+    for depth in range(1, 64):
+        out = {ref: _short(ref, depth) for ref in refs}
+        if len(set(out.values())) == len(out):
+            return out
+    return {ref: ref for ref in refs}
+
+
+def _short(ref: str, depth: int) -> str:
+    if ref.startswith("zoo:"):
+        return ref[len("zoo:") :]
+    parts = ref.replace("\\", "/").rstrip("/").split("/")
+    return "/".join(parts[-depth:]) if len(parts) > depth else ref
+
+
+def recommended(cells: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, Any] | None]]:
+    """Per model and mode, the fastest valid route (what ``--pick fastest`` keeps), or None."""
+    out: dict[str, dict[str, dict[str, Any] | None]] = {}
+    for cell in cells:
+        out.setdefault(cell["model"], {}).setdefault(cell["mode"], None)
+        if cell["status"] != "ok":
+            continue
+        best = out[cell["model"]][cell["mode"]]
+        if best is None or _latency(cell) < _latency(best):
+            out[cell["model"]][cell["mode"]] = {
+                "backend": cell["backend"],
+                "environment": cell["environment"],
+                "key": cell["key"],
+                "latency_ms": cell["facts"].get("latency_ms"),
+                "size_bytes": cell["facts"].get("size_bytes"),
+                "sqnr_db": cell["metrics"].get("sqnr_db"),
+            }
+    return out
+
+
+def _latency(cell: Mapping[str, Any]) -> float:
+    value = (cell.get("facts") or cell).get("latency_ms")
+    return float(value) if isinstance(value, (int, float)) else float("inf")
+
+
+def environment_summary(cells: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per environment: how many of its cells were valid, invalid, failed (or unsupported)."""
+    out: dict[str, dict[str, Any]] = {}
+    for cell in cells:
+        row = out.setdefault(
+            cell["environment"],
+            {"backend": cell["backend"], "cells": 0, "valid": 0, "invalid": 0, "failed": 0, "unsupported": 0},
+        )
+        row["cells"] += 1
+        status = cell["status"]
+        column = "valid" if status == "ok" else "failed" if status in FAILED_STATUSES else status
+        row[column] += 1
+    return dict(sorted(out.items()))
+
+
+def flag_slower_int8(cells: Sequence[dict[str, Any]]) -> None:
+    """Mark each ok int8 cell that runs slower than the ok fp32 cell of its route (``slower_than_fp32``)."""
+    fp32 = {
+        (c["model"], c["backend"], c["environment"]): c
+        for c in cells
+        if c["mode"] == "fp32" and c["status"] == "ok"
+    }
+    for cell in cells:
+        cell["slower_than_fp32"] = None
+        base = fp32.get((cell["model"], cell["backend"], cell["environment"]))
+        if cell["mode"] != "int8" or cell["status"] != "ok" or base is None:
+            continue
+        latency, reference = _latency(cell), _latency(base)
+        if latency < float("inf") and 0 < reference < latency:
+            cell["slower_than_fp32"] = {
+                "fp32_latency_ms": reference,
+                "ratio": round(latency / reference, 2),
+                "ops_outside_delegate": cell["facts"].get("ops_outside_delegate"),
+            }
 
 
 def node_label(node: Mapping[str, Any] | None) -> str:
@@ -172,7 +274,8 @@ def cell_index(document: Mapping[str, Any]) -> dict[tuple[str, str, str, str], M
 def short_summary(cell: Mapping[str, Any]) -> str:
     """A few words for a grid cell: latency and SQNR when ok, the error kind otherwise."""
     if cell["status"] == "ok":
-        parts = []
+        slower = cell.get("slower_than_fp32")
+        parts = [f"🐢 {slower['ratio']:.1f}x fp32"] if slower else []
         latency = cell["facts"].get("latency_ms")
         sqnr = cell["metrics"].get("sqnr_db")
         if isinstance(latency, (int, float)):

@@ -39,6 +39,9 @@ td.empty{background:#f6f6f6}
 #details pre{max-height:240px;overflow:auto;background:#222;color:#eee;padding:8px;font-size:11px}
 #details table td{padding:1px 8px 1px 0;text-align:left}
 table.envs td,table.envs th{border-bottom:1px solid #eee;padding:3px 8px;text-align:left;font-size:12px}
+td.cell.recommended{outline:3px solid #1f4e9e;outline-offset:-3px;font-weight:600}
+td.cell.slower{background-image:repeating-linear-gradient(45deg,transparent 0 6px,rgba(0,0,0,.18) 6px 9px)}
+abbr{text-decoration:underline dotted;cursor:help}
 """
 
 SCRIPT = """
@@ -51,14 +54,27 @@ SCRIPT = """
     if (typeof v === 'number') return Math.abs(v) >= 1000 || (v !== 0 && Math.abs(v) < 0.001) ? v.toExponential(3) : (Math.round(v * 10000) / 10000).toString();
     return String(v);
   }
+  function outsideText(ops) {  // null: not measured; {}: nothing fell back; else op -> count
+    if (ops === null || ops === undefined) return '; the facts do not say which ops ran outside the delegate';
+    var names = Object.keys(ops);
+    if (!names.length) return '; every op ran in the delegate';
+    return '; ran outside the delegate: ' + names.map(function (k) { return k + ' x' + ops[k]; }).join(', ');
+  }
   function show(key) {
     var c = byKey[key];
     var box = document.getElementById('details');
     box.innerHTML = '';
     var title = document.createElement('h2');
-    title.textContent = c.model + ' \\u00b7 ' + c.backend + ' / ' + c.environment + ' \\u00b7 ' + c.mode + ' \\u2014 ' + c.status;
+    title.textContent = (c.model_name || c.model) + ' \\u00b7 ' + c.backend + ' / ' + c.environment + ' \\u00b7 ' + c.mode + ' \\u2014 ' + c.status;
     box.appendChild(title);
+    var ref = document.createElement('p'); ref.className = 'model-ref'; ref.textContent = 'model: ' + c.model; box.appendChild(ref);
     if (c.cause) { var p = document.createElement('p'); p.textContent = c.cause; box.appendChild(p); }
+    if (c.slower_than_fp32) {  // quantized, yet slower than float on the same route
+      var s = c.slower_than_fp32, warn = document.createElement('p'); warn.className = 'slower-note';
+      warn.textContent = '\\ud83d\\udc22 int8 is ' + s.ratio + 'x slower than fp32 (' + fmt(s.fp32_latency_ms) + ' ms) on this route' +
+        outsideText(s.ops_outside_delegate);
+      box.appendChild(warn);
+    }
     var table = document.createElement('table');
     [['metrics', c.metrics], ['facts', c.facts], ['timings', c.timings]].forEach(function (group) {
       Object.keys(group[1]).forEach(function (k) {
@@ -128,6 +144,9 @@ def render_html(doc: Mapping[str, Any]) -> str:
             groups.append((label, 1))
     head1 = "".join(f'<th colspan="{n}">{_e(label)}</th>' for label, n in groups)
     head2 = "".join(f"<th>{_e(c['mode'])}</th>" for c in columns)
+    names = doc.get("model_names") or {}
+    routes = (doc.get("recommended") or {}).get("routes") or {}
+    chosen = {r["key"] for per_mode in routes.values() for r in per_mode.values() if r}
     rows = []
     for model in doc["models"]:
         tds = []
@@ -141,12 +160,16 @@ def render_html(doc: Mapping[str, Any]) -> str:
                 if cell["cause"]
                 else f"{cell['status']} {short_summary(cell)}"
             )
+            classes = "cell" + (" recommended" if cell["key"] in chosen else "")
+            classes += " slower" if cell.get("slower_than_fp32") else ""
+            if cell["key"] in chosen:
+                tip = f"recommended route for {cell['mode']} · {tip}"
             tds.append(
-                f'<td class="cell" data-key="{_e(cell["key"])}" data-status="{_e(cell["status"])}" '
+                f'<td class="{classes}" data-key="{_e(cell["key"])}" data-status="{_e(cell["status"])}" '
                 f'style="background:{COLORS.get(cell["status"], "#777")}" title="{_e(tip)}">'
                 f"{_e(short_summary(cell) or cell['status'])}</td>"
             )
-        rows.append(f'<tr><th class="model">{_e(model)}</th>{"".join(tds)}</tr>')
+        rows.append(f'<tr><th class="model">{_model(model, names)}</th>{"".join(tds)}</tr>')
     statuses = [s for s in STATUS_ORDER if s in doc["summary"]["by_status"]]
     status_filters = "".join(
         f'<label><input type="checkbox" class="status-filter" value="{s}" checked>'
@@ -173,6 +196,7 @@ def render_html(doc: Mapping[str, Any]) -> str:
         if node_rows
         else ""
     )
+    modes = list(dict.fromkeys(c["mode"] for c in columns))
     data = json.dumps(doc["cells"], default=str).replace("</", "<\\/")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>liteport compatibility matrix</title>
@@ -185,7 +209,10 @@ def render_html(doc: Mapping[str, Any]) -> str:
 <div class="filters">{status_filters}<select id="cause-filter">{cause_options}</select><span id="shown"></span></div>
 <table class="grid"><thead><tr><th rowspan="2" class="model">model</th>{head1}</tr><tr>{head2}</tr></thead>
 <tbody>{"".join(rows)}</tbody></table>
+<p class="legend">Outlined: the recommended route per model and mode ({_e((doc.get("recommended") or {}).get("pick", "fastest"))} valid, what <code>liteport convert --pick</code> keeps); hatched 🐢: int8 slower than fp32 on the same route.</p>
 <div id="details"><em>Click a cell for its metrics, cause and log excerpt.</em></div>
+{_recommended(doc, modes, names)}
+{_environment_summary(doc)}
 <h2>Latency against error (ok cells)</h2>
 {_chart(doc["cells"])}
 <h2>Environments</h2>
@@ -195,6 +222,57 @@ def render_html(doc: Mapping[str, Any]) -> str:
 <script>{LAYER_CHART_JS}{SCRIPT}</script>
 </body></html>
 """
+
+
+def _model(ref: str, names: Mapping[str, str]) -> str:
+    """The short name, with the full reference on hover."""
+    short = names.get(ref, ref)
+    return f'<abbr title="{_e(ref)}">{_e(short)}</abbr>' if short != ref else _e(ref)
+
+
+def _recommended(doc: Mapping[str, Any], modes: Sequence[str], names: Mapping[str, str]) -> str:
+    routes = (doc.get("recommended") or {}).get("routes") or {}
+    if not routes:
+        return ""
+    rows = []
+    for model in doc["models"]:
+        tds = []
+        for mode in modes:
+            route = routes.get(model, {}).get(mode)
+            if route is None:
+                none = "none valid" if mode in routes.get(model, {}) else ""
+                tds.append(f'<td data-mode="{_e(mode)}" class="none">{none}</td>')
+                continue
+            latency = route.get("latency_ms")
+            timing = f" · {latency:.2f} ms" if isinstance(latency, (int, float)) else ""
+            tds.append(
+                f'<td data-mode="{_e(mode)}" data-key="{_e(route["key"])}">'
+                f"<b>{_e(route['backend'])} / {_e(route['environment'])}</b>{_e(timing)}</td>"
+            )
+        rows.append(f'<tr data-model="{_e(model)}"><td>{_model(model, names)}</td>{"".join(tds)}</tr>')
+    head = "".join(f"<th>{_e(m)}</th>" for m in modes)
+    return (
+        "<h2>Recommended route</h2>\n"
+        f'<table class="envs" id="recommended"><tr><th>model</th>{head}</tr>{"".join(rows)}</table>'
+    )
+
+
+def _environment_summary(doc: Mapping[str, Any]) -> str:
+    summary = doc.get("environment_summary") or {}
+    if not summary:
+        return ""
+    keys = ("cells", "valid", "invalid", "failed", "unsupported")
+    rows = "".join(
+        f'<tr data-environment="{_e(name)}"><td>{_e(name)}</td><td>{_e(row["backend"])}</td>'
+        + "".join(f'<td data-count="{k}">{row[k]}</td>' for k in keys)
+        + "</tr>"
+        for name, row in summary.items()
+    )
+    head = "".join(f"<th>{k}</th>" for k in keys)
+    return (
+        "<h2>Per environment</h2>\n"
+        f'<table class="envs" id="env-summary"><tr><th>environment</th><th>backend</th>{head}</tr>{rows}</table>'
+    )
 
 
 def _chart(cells: Sequence[Mapping[str, Any]]) -> str:

@@ -222,6 +222,8 @@ class _Validation:
         # The last sample's inputs are still set: time exactly what was validated.
         latency = tflite_facts.measure_latency(interp, self.latency_runs, warmup=WARMUP_RUNS)
         facts.update(latency, latency_runs=self.latency_runs, num_threads=self.num_threads)
+        # What ran outside XNNPACK explains an int8 model slower than its fp32 one (reports flag it).
+        facts["ops_outside_delegate"] = tflite_facts.ops_outside_delegate(interp)
 
         misses = judge(self.thresholds, metrics.json_safe(per_output))
         result_metrics = {

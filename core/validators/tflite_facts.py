@@ -16,6 +16,7 @@ from typing import Any
 
 # Ops worth a column of their own in reports: layout shuffles and (de)quantization cost time.
 WATCHED_OPS = ("TRANSPOSE", "QUANTIZE", "DEQUANTIZE")
+DELEGATE_NODE = "DELEGATE"  # the interpreter's name for a node that runs a delegated partition
 
 
 def op_inventory(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -98,6 +99,43 @@ def measure_latency(interpreter: Any, runs: int, warmup: int = 5) -> dict[str, f
         "latency_p90_ms": p90,
         "latency_min_ms": times[0],
     }
+
+
+def ops_outside_delegate(interpreter: Any) -> dict[str, int]:
+    """Count, by op name, the nodes ``interpreter`` runs itself rather than in a delegate (XNNPACK).
+
+    The interpreter lists the model's nodes, then one ``DELEGATE`` node per partition it handed
+    over, whose inputs and outputs are the partition's boundary tensors. A partition's nodes are
+    found by walking back from its outputs to their producers until its inputs; every node in no
+    partition runs on the built-in kernels (hybrid depthwise convolutions of a dynamic-range model
+    on XNNPACK, for one). No delegate at all: every node is outside.
+    """
+    # The public API has no execution plan; the wrapper's node calls are what _get_ops_details uses.
+    wrapper = interpreter._interpreter
+    nodes = [
+        (
+            str(wrapper.NodeName(i)),
+            [int(t) for t in wrapper.NodeInputs(i)],
+            [int(t) for t in wrapper.NodeOutputs(i)],
+        )
+        for i in range(wrapper.NumNodes())
+    ]
+    partitions = [(inputs, outputs) for name, inputs, outputs in nodes if name == DELEGATE_NODE]
+    producer = {t: i for i, (name, _, outputs) in enumerate(nodes) if name != DELEGATE_NODE for t in outputs}
+    delegated: set[int] = set()
+    for inputs, outputs in partitions:
+        boundary = set(inputs)
+        pending = list(outputs)
+        while pending:
+            node = producer.get(pending.pop())
+            if node is None or node in delegated:
+                continue
+            delegated.add(node)
+            pending += [t for t in nodes[node][1] if t >= 0 and t not in boundary]
+    outside = Counter(
+        name for i, (name, _, _) in enumerate(nodes) if name != DELEGATE_NODE and i not in delegated
+    )
+    return dict(sorted(outside.items()))
 
 
 def file_size(path: str | os.PathLike[str]) -> int:

@@ -144,11 +144,14 @@ def test_reports_agree_with_each_other(full_run: Path) -> None:
         re.search(r'<script type="application/json" id="cells-data">(.*?)</script>', page, re.S).group(1)
     )  # type: ignore[union-attr]
     assert [(c["key"], c["status"]) for c in data] == [(c["key"], c["status"]) for c in doc["cells"]]
-    assert page.count('class="cell"') == len(doc["cells"])
+    assert page.count('<td class="cell') == len(doc["cells"])  # "cell", "cell recommended", ...
+    assert page.count('class="cell recommended') == sum(1 for r in _routes(doc) if r)
     for cell in doc["cells"]:
         if cell["cause"]:
             assert cell["cause"].replace("|", "\\|") in markdown
-    assert "6 cells" in markdown and "| zoo:lstm |" in markdown
+    assert (
+        "6 cells" in markdown and '| <abbr title="zoo:lstm">lstm</abbr> |' in markdown
+    )  # short name, full on hover
 
 
 def test_existing_journal_needs_resume(full_run: Path) -> None:
@@ -223,3 +226,7 @@ def test_report_reads_past_a_torn_final_line_with_a_warning(full_run: Path, tmp_
     warnings = [line for line in merged.stderr.splitlines() if line.startswith("liteport: warning:")]
     assert len(warnings) == 1 and str(journal) in warnings[0] and "line 7" in warnings[0], merged.stderr
     assert json.loads((tmp_path / "merged" / "matrix.json").read_text())["summary"]["cells"] == 6
+
+
+def _routes(doc: dict[str, Any]) -> list[Any]:
+    return [route for per_mode in doc["recommended"]["routes"].values() for route in per_mode.values()]
