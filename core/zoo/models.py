@@ -325,28 +325,40 @@ def attention_encoder() -> Built:
     return model, (torch.randn(1, 16, 64),)
 
 
-# --------------------------------------------------------------------------- lstm
+# --------------------------------------------------------------------------- lstm, gru
 
 
-class LSTMHead(nn.Module):
-    def __init__(self, features: int = 16, hidden: int = 32, layers: int = 2, outputs: int = 10) -> None:
+class RecurrentHead(nn.Module):
+    """A 2-layer LSTM or GRU over the sequence, a Linear head on its last step."""
+
+    def __init__(
+        self, cell: type[nn.LSTM] | type[nn.GRU], features: int = 16, hidden: int = 32, outputs: int = 10
+    ) -> None:
         super().__init__()
-        self.lstm = nn.LSTM(features, hidden, num_layers=layers, batch_first=True)
+        self.rnn = cell(features, hidden, num_layers=2, batch_first=True)
         self.head = nn.Linear(hidden, outputs)
 
     def forward(self, x: Tensor) -> Tensor:
-        seq, _ = self.lstm(x)
+        seq, _ = self.rnn(x)
         out: Tensor = self.head(seq[:, -1])
         return out
 
 
-def lstm() -> Built:
+def _recurrent(cell: type[nn.LSTM] | type[nn.GRU]) -> Built:
     torch.manual_seed(0)
-    model = LSTMHead().eval()
+    model = RecurrentHead(cell).eval()
     with torch.no_grad():
         # The default init gives outputs near 0.1 (tiny hidden states); a wider head keeps them O(1).
         nn.init.normal_(model.head.weight, 0.0, 1.0)
     return model, (torch.randn(1, 20, 16),)
+
+
+def lstm() -> Built:
+    return _recurrent(nn.LSTM)
+
+
+def gru() -> Built:
+    return _recurrent(nn.GRU)
 
 
 # --------------------------------------------------------------------------- zoo v2: sdpa_encoder
@@ -389,29 +401,6 @@ class SDPAEncoder(nn.Module):
 def sdpa_encoder() -> Built:
     torch.manual_seed(0)
     return SDPAEncoder().eval(), (torch.randn(1, 16, 64),)
-
-
-# --------------------------------------------------------------------------- gru
-
-
-class GRUHead(nn.Module):
-    def __init__(self, features: int = 16, hidden: int = 32, layers: int = 2, outputs: int = 10) -> None:
-        super().__init__()
-        self.gru = nn.GRU(features, hidden, num_layers=layers, batch_first=True)
-        self.head = nn.Linear(hidden, outputs)
-
-    def forward(self, x: Tensor) -> Tensor:
-        seq, _ = self.gru(x)
-        out: Tensor = self.head(seq[:, -1])
-        return out
-
-
-def gru() -> Built:
-    torch.manual_seed(0)
-    model = GRUHead().eval()
-    with torch.no_grad():
-        nn.init.normal_(model.head.weight, 0.0, 1.0)  # outputs O(1), as for lstm
-    return model, (torch.randn(1, 20, 16),)
 
 
 # --------------------------------------------------------------------------- groupnorm_net

@@ -6,6 +6,9 @@ second run reuses them; workers stay alive across tests, so imports are paid onc
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,3 +39,21 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
 @pytest.fixture(scope="module")
 def work_root(engine: Engine) -> Path:
     return engine.work_root
+
+
+@pytest.fixture(scope="module")
+def offline(request: pytest.FixtureRequest) -> list[str]:
+    """The command prefix that runs a process without network, once the environments the test
+    module lists in ``ENVIRONMENTS`` are built (with network): what a user's offline machine sees."""
+    unshare = shutil.which("unshare")
+    if unshare is None or subprocess.run([unshare, "-n", "true"], check=False).returncode != 0:
+        pytest.skip("cannot drop network access here: `unshare -n` needs root (or user namespaces)")
+    environments = list(request.module.ENVIRONMENTS)
+    build = subprocess.run(
+        [sys.executable, "-m", "liteport", "env", "build", *environments],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    assert build.returncode == 0, build.stdout + build.stderr
+    return [unshare, "-n"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,22 +25,6 @@ pytestmark = pytest.mark.skipif(
 ENV = "nobuco-0.17"
 ENVIRONMENTS = (ENV, "torch-2.13", "litert-runtime")
 NO_CONVERTER = Path(__file__).resolve().parents[2] / "plugins/liteport-nobuco/tests/no_converter.py"
-
-
-@pytest.fixture(scope="module")
-def offline() -> list[str]:
-    """The command prefix that runs a process without network, once the environments are built."""
-    unshare = shutil.which("unshare")
-    if unshare is None or subprocess.run([unshare, "-n", "true"], check=False).returncode != 0:
-        pytest.skip("cannot drop network access here: `unshare -n` needs root (or user namespaces)")
-    build = subprocess.run(
-        [sys.executable, "-m", "liteport", "env", "build", *ENVIRONMENTS],
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
-    assert build.returncode == 0, build.stdout + build.stderr
-    return [unshare, "-n"]
 
 
 def _convert(offline: list[str], model: str, mode: str) -> tuple[int, dict[str, Any]]:

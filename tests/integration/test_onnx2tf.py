@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,22 +28,6 @@ ONNX2TF_ENVS = ("onnx2tf-2.6", "onnx2tf-1.29")
 # every mode through the conformance suite (test_conformance.py).
 MOBILENET_ENVS = (pytest.param("onnx2tf-2.6", marks=pytest.mark.routes), "onnx2tf-1.29")
 ENVIRONMENTS = (*ONNX2TF_ENVS, "torch-2.13", "litert-runtime")
-
-
-@pytest.fixture(scope="module")
-def offline() -> list[str]:
-    """The command prefix that runs a process without network, once the environments are built."""
-    unshare = shutil.which("unshare")
-    if unshare is None or subprocess.run([unshare, "-n", "true"], check=False).returncode != 0:
-        pytest.skip("cannot drop network access here: `unshare -n` needs root (or user namespaces)")
-    build = subprocess.run(
-        [sys.executable, "-m", "liteport", "env", "build", *ENVIRONMENTS],
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
-    assert build.returncode == 0, build.stdout + build.stderr
-    return [unshare, "-n"]
 
 
 def _convert(offline: list[str], env: str, mode: str) -> dict[str, Any]:
