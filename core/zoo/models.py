@@ -20,16 +20,17 @@ from torch import Tensor, nn
 Built = tuple[nn.Module, tuple[Tensor, ...]]
 
 
-def _calibrate_batchnorm(model: nn.Module, batch: Tensor, passes: int = 2) -> None:
-    """Set BatchNorm running stats to the cumulative average over ``passes`` forwards of ``batch``."""
+def _calibrate_batchnorm(model: nn.Module, batch: Tensor, passes: int = 2, affine: bool = True) -> None:
+    """Set BatchNorm running stats to the cumulative average over ``passes`` forwards of ``batch``
+    (first drawing random affine parameters, unless ``affine`` is False: they are kept)."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     for bn in norms:
         bn.reset_running_stats()
         bn.momentum = None  # None = cumulative moving average: exact mean over the passes
-        # Random affine parameters so BN folding is really exercised by converters.
-        with torch.no_grad():
-            bn.weight.uniform_(0.8, 1.2)
-            bn.bias.normal_(0.0, 0.1)
+        if affine:  # random affine parameters so BN folding is really exercised by converters
+            with torch.no_grad():
+                bn.weight.uniform_(0.8, 1.2)
+                bn.bias.normal_(0.0, 0.1)
     model.train()
     with torch.no_grad():
         for _ in range(passes):

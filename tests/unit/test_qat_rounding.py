@@ -44,8 +44,8 @@ def test_qnnpack_requantizes_in_float32_with_the_reciprocal_of_the_output_scale(
 
 
 def test_the_two_float32_scales_can_differ_and_flip_an_output() -> None:
-    """A layer of zoo mobilenet_v2_qat: XNNPACK's scale is one unit below PyTorch's, and the
-    accumulator 10382 lands on 45.4999962 (XNNPACK: 45) or 45.5 (PyTorch: 46)."""
+    """A layer of the zoo's earlier (random, chaotic) mobilenet_v2_qat: XNNPACK's scale is one unit
+    below PyTorch's, and the accumulator 10382 lands on 45.4999962 (XNNPACK: 45) or 45.5 (PyTorch: 46)."""
     scales = (0.0304883886128664, 0.005340890027582645, 0.037155043333768845)
     pytorch, xnnpack = qmath.qnnpack_scale(*scales), qmath.xnnpack_scale(*scales)
     assert np.nextafter(xnnpack, F32(1)) == pytorch
