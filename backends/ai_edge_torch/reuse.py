@@ -18,6 +18,7 @@ Imported only inside the convert hook.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from pathlib import Path
@@ -47,8 +48,17 @@ class SharedWork:
         self.reused.append(FLOAT_TFLITE)
         return path.read_bytes()
 
-    def keep_float_flatbuffer(self, data: bytes) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+    def keep_float_flatbuffer(self, data: bytes) -> bool:
+        """Keep ``data`` for later modes; False when the folder cannot be written (a Docker
+        worker sees the run folder read-only): reuse is an optimisation, never a failure."""
         partial = self.folder / f".{FLOAT_TFLITE}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial"
-        partial.write_bytes(data)
-        os.replace(partial, self.folder / FLOAT_TFLITE)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            partial.write_bytes(data)
+            os.replace(partial, self.folder / FLOAT_TFLITE)
+        except OSError as exc:
+            logging.getLogger(__name__).warning("not kept for later modes: %s", exc)
+            if partial.parent.is_dir():
+                partial.unlink(missing_ok=True)
+            return False
+        return True

@@ -107,3 +107,16 @@ def test_chains_keep_a_models_modes_on_one_environment_together(in_plan_order: b
     for run in runs:
         assert len({(c.model, c.environment) for c in run}) == 1
         assert [c.mode for c in run] == ["fp32", "int8"]
+
+
+def test_a_folder_that_cannot_be_written_loses_the_reuse_not_the_conversion(tmp_path: Path) -> None:
+    from liteport.backends.ai_edge_torch.reuse import FLOAT_TFLITE, SharedWork
+
+    blocker = tmp_path / "run"
+    blocker.write_text("a file where the run folder would be")  # what a read-only mount does to mkdir
+    shared = SharedWork(str(blocker / "shared" / "ai-edge-torch"))
+    assert shared.keep_float_flatbuffer(b"TFL3") is False
+    assert shared.float_flatbuffer() is None and shared.reused == []
+    writable = SharedWork(str(tmp_path / "ok"))
+    assert writable.keep_float_flatbuffer(b"TFL3") is True
+    assert writable.float_flatbuffer() == b"TFL3" and writable.reused == [FLOAT_TFLITE]
