@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from cdp import Browser  # pytest puts this folder (no __init__.py) on sys.path
+from journal_entries import entry as _entry  # tests/ is on sys.path (no __init__.py)
 from test_report_page import CHROMIUM, FLAGS
 
 from liteport.reports import build, write_reports
@@ -21,26 +22,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 CONVNEXT = "/home/someone/projects/vision/models/convnext_like.py:build"
-
-
-def _entry(
-    model: str, env: str, mode: str, status: str, latency: float | None, **facts: Any
-) -> dict[str, Any]:
-    backend = "onnx-tf" if env.startswith("onnx") else "ai-edge-torch"
-    return {
-        "key": f"{model}|{env}|{mode}",
-        "cell": {"model": model, "backend": backend, "environment": env, "mode": mode},
-        "attempt": {
-            "status": status,
-            "error": None if status == "ok" else {"kind": "converter_error", "message": "boom"},
-            "environment": env,
-            "lock_hash": "abc",
-            "versions": {"torch": "2.13.0"},
-            "metrics": {"sqnr_db": 30.0, "cosine": 0.999},
-            "facts": {"latency_ms": latency, **facts},
-            "timings": {"total_s": 3.0},
-        },
-    }
 
 
 def _entries() -> list[dict[str, Any]]:

@@ -5,29 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from journal_entries import entry as _entry  # tests/ is on sys.path (no __init__.py)
+
 from liteport.reports.document import build, short_names
 from liteport.reports.markdown import render_markdown
 
 LONG = "/home/someone/projects/vision/models/net.py:build"
 OTHER = "/home/someone/projects/audio/models/net.py:build"
-
-
-def _entry(
-    model: str, env: str, mode: str, status: str, latency: float | None, **facts: Any
-) -> dict[str, Any]:
-    backend = "onnx-tf" if env.startswith("onnx") else "ai-edge-torch"
-    return {
-        "key": f"{model}|{env}|{mode}",
-        "cell": {"model": model, "backend": backend, "environment": env, "mode": mode},
-        "attempt": {
-            "status": status,
-            "error": None if status == "ok" else {"kind": "converter_error", "message": "boom"},
-            "environment": env,
-            "metrics": {"sqnr_db": 30.0},
-            "facts": {"latency_ms": latency, **facts},
-            "timings": {},
-        },
-    }
 
 
 def _document() -> dict[str, Any]:
