@@ -1,7 +1,8 @@
 """Attempts with graph rewrites: when a backend fails on an op a rewrite replaces, try again rewritten.
 
 An attempt that fails with ``unsupported_op`` (or ``invalid_model``: the runtime refused the
-converted graph, naming the node it refused) whose message names an op some registered rewrite
+converted graph, naming the node it refused; or ``quantizer_error``: the quantizer could not take
+an op, e.g. PT2E "expecting GRU to have two outputs") whose message names an op some registered rewrite
 declares (``RewriteInfo.ops``) is followed by an attempt at the model with those rewrites applied
 (the rewrite stage writes it as a ``.pt2``; the original's reference judges it). A rewritten attempt
 that fails on another rewritable op adds that rewrite too, up to ``MAX_ROUNDS`` times. A model in
@@ -17,7 +18,7 @@ from typing import Any
 from liteport.pipeline.engine import Engine
 from liteport.types import Attempt, BackendInfo, EnvironmentSpec, ErrorKind, ModelSpec, RewriteInfo, evolve
 
-TRIGGERS: tuple[ErrorKind, ...] = ("unsupported_op", "invalid_model")
+TRIGGERS: tuple[ErrorKind, ...] = ("unsupported_op", "invalid_model", "quantizer_error")
 MAX_ROUNDS = 3
 
 

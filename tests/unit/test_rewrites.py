@@ -146,6 +146,11 @@ def test_the_failure_names_the_rewrite() -> None:
         "invalid_model", "LiteRT refuses model.tflite: Node number 9 (LOG_SOFTMAX) failed to prepare."
     )
     assert rewrites_for(refused, registered) == ["log-softmax-decompose"]
+    # litert-torch's PT2E quantizer (int8) refuses PyTorch's GRU node; unrolled, there is no GRU.
+    quantizer = _attempt(
+        "quantizer_error", "gru: PT2E quantization failed: AssertionError: expecting GRU to have two outputs"
+    )
+    assert rewrites_for(quantizer, registered) == ["recurrent-unroll"]
     assert rewrites_for(_attempt("unsupported_op", "m: op Erfc is not implemented"), registered) == []
     assert rewrites_for(_attempt("validation_failed", "Erf cosine 0.5 < 0.9999"), registered) == []
 
