@@ -21,9 +21,9 @@ from liteport.backends.ai_edge_torch.failures import classify
 from liteport.backends.ai_edge_torch.reuse import SharedWork
 
 # Modes whose .tflite this environment's converter makes from the float32 flatbuffer (as bytes):
-# litert-torch applies its fp16 recipe with ai-edge-quantizer after conversion; the nightly's
-# ai_edge_torch hands the recipe to TensorFlow's converter, so it converts every mode itself.
-FROM_FLOAT = {"litert_torch": ("fp32", "fp16"), "ai_edge_torch": ("fp32",)}
+# litert-torch applies its fp16 and dynamic recipes with ai-edge-quantizer after conversion; the
+# nightly's ai_edge_torch hands a recipe to TensorFlow's converter, so it converts every mode itself.
+FROM_FLOAT = {"litert_torch": ("fp32", "fp16", "dynamic"), "ai_edge_torch": ("fp32",)}
 
 
 def run(job: Job) -> Result:
@@ -63,13 +63,13 @@ def run(job: Job) -> Result:
             description = quantize.FLOAT32
             quantized_at = time.perf_counter()
             path.write_bytes(float_model)
-        elif job.mode == "fp16" and shared and "fp16" in FROM_FLOAT[package]:
-            if float_model is None:  # the float conversion an fp16 convert makes anyway; kept for fp32
+        elif job.mode in quantize.RECIPES and shared and job.mode in FROM_FLOAT[package]:
+            if float_model is None:  # the float conversion a recipe's convert makes anyway; kept for fp32
                 float_model = _convert_float(api, module, args, path)
                 shared.keep_float_flatbuffer(float_model)
-            description = quantize.FLOAT16
+            description = quantize.RECIPES[job.mode].description
             quantized_at = time.perf_counter()
-            path.write_bytes(quantize.fp16_from_float(package, float_model))
+            path.write_bytes(quantize.from_float(package, job.mode, float_model))
         else:
             prepared = quantize.for_mode(package, job.mode, module, args, calibration, model)
             description = prepared.description

@@ -19,9 +19,10 @@ Modes (the same recipe in both environments):
 * ``fp16``: the converter's ``generative.quantize.quant_recipes.full_fp16_recipe()``:
   ai-edge-quantizer casts weights to float16 after conversion; each weight gets a
   DEQUANTIZE to float32, compute and I/O stay float32; the file is about half the size.
-* ``dynamic``: PT2E with ``PT2EQuantizer`` and ``get_symmetric_quantization_config(
-  is_per_channel=True, is_dynamic=True)``: int8 per-channel symmetric weights, activations
-  quantized at run time by the hybrid kernels, float32 I/O.
+* ``dynamic``: on litert-torch the converter's ``full_dynamic_recipe()`` (ai-edge-quantizer after
+  conversion, like fp16); on the nightly PT2E with ``PT2EQuantizer`` and
+  ``get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True)``. Both: int8
+  per-channel weights, activations quantized at run time by the hybrid kernels, float32 I/O.
 * ``int8``: PT2E static with ``is_per_channel=True``: int8 per-channel symmetric weights,
   per-tensor affine int8 activations from histogram observers run over the calibration set
   (``job.options["calibration"]``: ``.npz`` with ``input_<i>`` of shape (C, *example_shape)).

@@ -10,8 +10,8 @@ stale. The matrix runs a model's modes on one environment back to back:
   capture or 1-3 s load they save;
 * the float32 flatbuffer is kept as ``<shared_dir>/fp32.tflite`` (written atomically: another
   process reads it whole or not at all; two makers write the same bytes): fp32 copies it, and
-  fp16 (litert-torch) is ai-edge-quantizer's float casting of exactly those bytes, which is what
-  the converter does inside ``convert`` after making them.
+  fp16 and dynamic (litert-torch) are ai-edge-quantizer's recipes applied to exactly those bytes,
+  which is what the converter does inside ``convert`` after making them.
 
 Imported only inside the convert hook.
 """

@@ -1,7 +1,7 @@
 """Work shared between modes changes no byte: every .tflite of a reusing run equals a cold run's.
 
-The reusing run converts a model's modes back to back in one engine (fp16 first, so fp32 takes the
-float flatbuffer fp16 left behind; onnx-tf
+The reusing run converts a model's modes back to back in one engine (fp16 first, so fp32 and
+litert-torch's dynamic take the float flatbuffer fp16 left behind; onnx-tf
 quantizes one SavedModel four times). Each cold run is one mode alone: a new engine (new workers,
 empty memory), an empty work folder, reuse off.
 """
@@ -52,5 +52,7 @@ def test_reusing_run_writes_the_bytes_of_cold_single_mode_runs(
     reused_facts = {a.mode: a.facts.get("reused") for a in reused}
     if backend == "onnx-tf":
         assert all(reused_facts[m] == ["convert"] for m in MODES[1:]), reused_facts
-    else:
+    else:  # fp32 copies the float flatbuffer fp16 kept, dynamic applies its recipe to it
         assert "fp32.tflite" in (reused_facts["fp32"] or []), reused_facts
+        assert "fp32.tflite" in (reused_facts["dynamic"] or []), reused_facts
+        assert "full_dynamic_recipe" in by_mode["dynamic"].facts["quantization"]
