@@ -3,6 +3,7 @@
 * a ``torch.export`` program (``.pt2``) converts in fp32 on every backend environment that offers it;
 * attention (``scaled_dot_product_attention``, ONNX opset 14) converts on onnx2tf;
 * a converted model LiteRT refuses to prepare is ``invalid_model`` with the runtime's reason;
+* a quantizer that refuses an op a rewrite replaces (PT2E and GRU) gets the rewritten model;
 * the README's Python API example runs as written.
 
 onnx-tf's own cases (opset 12 for Squeeze, 14 for attention, the GELU rewrite) are in test_onnx_tf.py.
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from liteport.pipeline import Engine
+from liteport.pipeline.rewriting import attempts_with_rewrites
 from liteport.types import Attempt, ModelSpec
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -100,6 +102,18 @@ def test_a_model_the_runtime_refuses_is_invalid_model(engine: Engine) -> None:
     assert attempt.status == "invalid" and attempt.error is not None, attempt.cause
     assert attempt.error.kind == "invalid_model", attempt.cause
     assert "LOG_SOFTMAX" in attempt.error.message and "failed to prepare" in attempt.error.message
+
+
+def test_a_quantizer_refusing_an_op_gets_the_rewrite(engine: Engine) -> None:
+    # PT2E (int8) refuses PyTorch's GRU node ("expecting GRU to have two outputs"): a quantizer_error
+    # naming GRU, which recurrent-unroll replaces; the unrolled cell equations quantize and validate
+    backend = engine.pm.backends()["ai-edge-torch"]
+    env = next(e for e in backend.environments if e.name == "litert-torch-0.10")
+    first, rewritten = attempts_with_rewrites(engine, ModelSpec(ref="zoo:gru"), backend, env, "int8")
+    assert first.error is not None and first.error.kind == "quantizer_error", first.cause
+    assert "GRU" in first.error.message
+    assert rewritten.status == "ok" and list(rewritten.rewrites) == ["recurrent-unroll"], rewritten.cause
+    assert rewritten.metrics["sqnr_db"] >= 20
 
 
 def test_the_readme_python_example_runs(tmp_path: Path) -> None:
