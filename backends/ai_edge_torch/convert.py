@@ -59,21 +59,23 @@ def run(job: Job) -> Result:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         float_model = shared.float_flatbuffer() if shared and job.mode in FROM_FLOAT[package] else None
+        quantize_s: float | None = None  # PT2E before lowering, or a recipe after conversion
         if job.mode == "fp32" and float_model is not None:
             description = quantize.FLOAT32
-            quantized_at = time.perf_counter()
             path.write_bytes(float_model)
         elif job.mode in quantize.RECIPES and shared and job.mode in FROM_FLOAT[package]:
             if float_model is None:  # the float conversion a recipe's convert makes anyway; kept for fp32
                 float_model = _convert_float(api, module, args, path)
                 shared.keep_float_flatbuffer(float_model)
             description = quantize.RECIPES[job.mode].description
-            quantized_at = time.perf_counter()
+            recipe_started = time.perf_counter()
             path.write_bytes(quantize.from_float(package, job.mode, float_model))
+            quantize_s = time.perf_counter() - recipe_started
         else:
             prepared = quantize.for_mode(package, job.mode, module, args, calibration, model)
             description = prepared.description
-            quantized_at = time.perf_counter()
+            if prepared.pt2e:  # a recipe in quant_config runs inside convert, not timed apart
+                quantize_s = time.perf_counter() - loaded_at
             edge_model = api.convert(prepared.module, args, quant_config=prepared.quant_config)
             edge_model.export(str(path))
             if shared and job.mode == "fp32":
@@ -89,8 +91,8 @@ def run(job: Job) -> Result:
         "load_s": round(loaded_at - imported, 3),
         "convert_s": round(finished - loaded_at, 3),  # quantization included, as users pay it
     }
-    if job.mode in ("dynamic", "int8"):
-        timings["quantize_s"] = round(quantized_at - loaded_at, 3)
+    if job.mode in ("dynamic", "int8") and quantize_s is not None:
+        timings["quantize_s"] = round(quantize_s, 3)
     return Result(
         status="ok",
         job_id=job.id,

@@ -63,6 +63,7 @@ class Quantized:
     module: Any
     quant_config: Any
     description: str
+    pt2e: bool = False  # the module is PT2E-quantized (its quantization is done before convert)
 
 
 def for_mode(
@@ -89,6 +90,7 @@ def for_mode(
         # Dynamic-range observers need no data; one forward only satisfies prepare_pt2e's flow.
         captured, config = _pt2e(package, graph, [args], dynamic=True, model=model)
         return Quantized(
+            pt2e=True,
             module=captured,
             quant_config=config,
             description="PT2E dynamic range: int8 per-channel symmetric weights, "
@@ -99,6 +101,7 @@ def for_mode(
             raise BadInput(f"{model}: int8 needs calibration data (job option 'calibration')")
         captured, config = _pt2e(package, graph, calibration, dynamic=False, model=model)
         return Quantized(
+            pt2e=True,
             module=captured,
             quant_config=config,
             description="PT2E static int8: per-channel symmetric weights, per-tensor affine "

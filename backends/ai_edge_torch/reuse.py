@@ -49,8 +49,8 @@ class SharedWork:
         return path.read_bytes()
 
     def keep_float_flatbuffer(self, data: bytes) -> bool:
-        """Keep ``data`` for later modes; False when the folder cannot be written (a Docker
-        worker sees the run folder read-only): reuse is an optimisation, never a failure."""
+        """Keep ``data`` for later modes; False when the folder cannot be written (a worker of an
+        older docker runtime saw it read-only): reuse is an optimisation, never a failure."""
         partial = self.folder / f".{FLOAT_TFLITE}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)

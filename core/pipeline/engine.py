@@ -221,6 +221,7 @@ class _AttemptSteps:
         options: dict[str, Any] = {**self.attempt.options, **self.inputs}
         folder = self._shared_dir(options)
         if folder is not None and not self.backend.shared_convert:
+            folder.mkdir(parents=True, exist_ok=True)  # so the docker runtime can mount it writable
             options["shared_dir"] = str(folder)
         job = self._job("convert", self.environment.name, options=options)
         if folder is not None and self.backend.shared_convert:

@@ -9,13 +9,15 @@ protocol as a worker, so the core's WorkerSession (timeouts, restarts) is used u
 * the launcher runs ``docker run -i --rm --network none --read-only ...`` and relays lines;
   it starts the container at the first job, because only jobs say which host paths they need
   (``plan_mounts``): writable, only the job's own folder (an attempt folder; for the reference
-  stage, that model's run folder); read-only, each file a job option names (reference and
-  calibration data, the ONNX export), the weights and inputs files, the model's folder (the
-  model file alone when that folder is ``/``, a top-level folder, the home folder or holds the
-  work folder), and PYTHONPATH entries. A job needing other mounts than the running container
-  has gets a fresh container, so no container ever sees another attempt's or model's files
-  writable, or another model's run at all. A job that would need ``/``, a top-level folder or
-  the home folder whole is refused (``bad_input``) with the reason, which also goes to its log.
+  stage, that model's run folder) and the folder its backend shares between the modes of that
+  model on that environment (``options["shared_dir"]``, under the run folder); read-only, each
+  file a job option names (reference and calibration data, the ONNX export), the weights and
+  inputs files, the model's folder (the model file alone when that folder is ``/``, a top-level
+  folder, the home folder or holds the work folder), and PYTHONPATH entries. A job needing other
+  mounts than the running container has gets a fresh container, so no container ever sees
+  another attempt's or model's files writable, or another model's run at all. A job that would
+  need ``/``, a top-level folder or the home folder whole is refused (``bad_input``) with the
+  reason, which also goes to its log.
 * inside, docker_guard supervises the worker: a timeout kills the launcher and its ``docker
   run`` client, Docker closes the container's stdin, and the guard kills the worker, so the
   container ends and ``--rm`` removes it; an OOM kill comes back as ``crashed`` with the reason.
@@ -195,7 +197,12 @@ def plan_mounts(
         return path if path.exists() else None
 
     writable: list[Path] = []
-    for raw, what in ((job.get("workdir"), "work folder"), (str(Path(log).parent) if log else None, "log")):
+    options = job.get("options") or {}
+    for raw, what in (
+        (job.get("workdir"), "work folder"),
+        (str(Path(log).parent) if log else None, "log"),
+        (options.get("shared_dir"), "shared folder"),  # the engine made it: reuse between modes
+    ):
         path = existing(raw)
         if path is None or path in writable:
             continue
@@ -229,9 +236,9 @@ def plan_mounts(
         file = existing(model.get(key))
         if file is not None:
             readonly.append(file)
-    for key, value in (job.get("options") or {}).items():
+    for key, value in options.items():
         path = existing(value) if isinstance(value, str) and value.startswith("/") else None
-        if path is None:
+        if path is None or path in writable:
             continue
         if path.is_dir() and too_wide(path, home):
             raise MountRefused(

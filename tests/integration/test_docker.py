@@ -326,6 +326,21 @@ def test_venv_and_docker_give_equal_metrics_and_docker_records_the_image(client:
     assert docker.versions["image"] == docker.facts["image_convert"]
 
 
+def test_modes_in_containers_share_the_float_flatbuffer(client: Any, tmp_path: Path) -> None:
+    # fp32's container keeps it in the shared folder (mounted writable); dynamic's container reads it
+    from liteport.runtimes.docker import DockerRuntime
+
+    pm = get_plugin_manager(strict=True)
+    backend = pm.backends()["ai-edge-torch"]
+    env = next(e for e in backend.environments if e.name == "litert-torch-0.10")
+    with Engine(pm=pm, runtime=DockerRuntime(), work_root=tmp_path) as engine:
+        fp32, dynamic = (
+            engine.attempt(ModelSpec(ref="zoo:tiny_cnn"), backend, env, m) for m in ("fp32", "dynamic")
+        )
+    assert fp32.status == "ok" and dynamic.status == "ok", (fp32.cause, dynamic.cause)
+    assert dynamic.facts.get("reused") == ["fp32.tflite"], dynamic.facts.get("reused")
+
+
 def test_cli_converts_end_to_end_in_containers(client: Any, tmp_path: Path) -> None:
     out = subprocess.run(
         [

@@ -69,6 +69,17 @@ def test_convert_writes_only_its_attempt_and_reads_reference_files(layout: dict[
     }
 
 
+def test_convert_writes_the_folder_its_modes_share(layout: dict[str, Path]) -> None:
+    # ai-edge-torch keeps its float flatbuffer there for the model's other modes on that environment
+    run, attempt = layout["run"], layout["attempt"]
+    shared = run / "shared" / "ai-edge-torch--litert-torch-0.10--0123456789ab"
+    shared.mkdir(parents=True)
+    job = _job("convert", attempt, "zoo:tiny_cnn", shared_dir=str(shared))
+    plan = plan_mounts(job, str(attempt / "convert.log"), layout["project"], home=layout["home"])
+    assert plan == {attempt: True, shared: True}
+    assert layout["other"] not in plan and run not in plan
+
+
 def test_reference_stage_gets_its_own_run_folder_not_runs(layout: dict[str, Path]) -> None:
     run = layout["run"]
     ref = f"{layout['project'] / 'model.py'}:build"
