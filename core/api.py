@@ -10,7 +10,8 @@ plugin has exactly the same footing. Names not listed in ``__all__`` are interna
 * Errors: raise one of the ``LiteportError`` subclasses from a work hook; its ``kind`` becomes the
   error kind of the result and its message the one-line cause.
 * Models: ``load_model(job.model)`` gives the user's ``nn.Module`` and example inputs (imports
-  torch: call it inside the hook body); ``parse_ref`` reads a ModelRef without importing it.
+  torch: call it inside the hook body); ``parse_ref`` reads a ModelRef without importing it, and
+  ``model_name`` gives its display name for messages.
 * Work files: the names stages exchange inside ``job.workdir`` and the run folder.
 * ``qat``: PyTorch eager-mode QAT helpers (convert to PyTorch's int8 model, trace it, qparams).
 * ``tflite_tensor_names``: a converted file's tensor names, for ``liteport_tensor_map`` hooks.
@@ -31,7 +32,7 @@ from liteport.errors import (
 from liteport.explain.names import tflite_tensor_names
 from liteport.hookspecs import hookimpl
 from liteport.stages import qat_reference as qat
-from liteport.stages.modelref import LoadedModel, load_model, parse_ref
+from liteport.stages.modelref import LoadedModel, load_model, model_name, parse_ref
 from liteport.stages.workfiles import CALIBRATION_NPZ, REFERENCE_JSON, REFERENCE_NPZ, TFLITE
 from liteport.types import (
     LAYOUTS,
@@ -80,6 +81,7 @@ __all__ = [
     "failure",
     "hookimpl",
     "load_model",
+    "model_name",
     "parse_ref",
     "qat",
     "tflite_tensor_names",

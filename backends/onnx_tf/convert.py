@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from liteport.api import BadInput, Job, LiteportError, Result, parse_ref
+from liteport.api import BadInput, Job, LiteportError, Result, model_name
 from liteport.backends.onnx_tf import failures
 from liteport.backends.onnx_tf.environments import environment_for
 
@@ -24,7 +24,7 @@ SAVED_MODEL = "saved_model"
 def run(job: Job) -> Result:
     """Convert the job's ONNX file to a SavedModel; raise a LiteportError subclass on failure."""
     env = environment_for(job.environment)
-    model = _model_name(job)
+    model = model_name(job.model.ref)
     onnx_file = job.options.get("onnx")
     if not onnx_file or not Path(str(onnx_file)).is_file():
         raise BadInput(f"{model}: onnx-tf needs the ONNX export (job option 'onnx'), got {onnx_file!r}")
@@ -86,14 +86,6 @@ def run(job: Job) -> Result:
         },
         environment=env.name,
     )
-
-
-def _model_name(job: Job) -> str:
-    """The model's display name (``mobilenet_v2``, ``file:factory``), as the other stages print it."""
-    try:
-        return parse_ref(job.model.ref).name
-    except LiteportError:
-        return job.model.ref
 
 
 def _opset(proto: Any) -> int:

@@ -41,7 +41,7 @@ from liteport.api import (
     QuantizerError,
     Result,
     UnsupportedOp,
-    parse_ref,
+    model_name,
 )
 
 _MAX_MESSAGE = 240
@@ -62,7 +62,7 @@ _NOT_BUILTIN = re.compile(r"'tf\.(?P<op>\w+)' op is neither a custom op nor a fl
 def run(job: Job) -> Result:
     """Make ``<workdir>/model.tflite`` from ``job.options["saved_model"]`` in ``job.mode``."""
     saved_model = str(job.options.get("saved_model") or "")
-    model = _model_name(job)
+    model = model_name(job.model.ref)
     if not saved_model or not Path(saved_model).is_dir():
         raise BadInput(f"{model}: tflite-ptq needs a SavedModel folder (job option 'saved_model')")
     if job.mode not in DESCRIPTIONS:
@@ -188,10 +188,3 @@ def _fit(array: Any, name: str, shape: tuple[int, ...], model: str) -> Any:
 
 def _fits(sample: tuple[int, ...], shape: tuple[int, ...]) -> bool:
     return len(sample) == len(shape) and all(s == d or d == -1 for s, d in zip(sample, shape))
-
-
-def _model_name(job: Job) -> str:
-    try:
-        return parse_ref(job.model.ref).name
-    except LiteportError:
-        return job.model.ref

@@ -22,7 +22,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable
 
 from liteport import zoo
-from liteport.errors import BadInput, describe_exception
+from liteport.errors import BadInput, LiteportError, describe_exception
 from liteport.stages.tensors import in_input_order, listing, read_npz
 from liteport.types import ModelSpec
 
@@ -57,6 +57,15 @@ class ParsedRef:
             return Path(self.target).stem
         stem = Path(self.target).stem if self.kind == "file" else self.target
         return f"{stem}:{self.factory}"
+
+
+def model_name(ref: str) -> str:
+    """``ref``'s display name as every stage prints it (``mobilenet_v2``, ``net.py`` -> ``net:build``);
+    ``ref`` itself when it does not parse (the stage that loads it says why)."""
+    try:
+        return parse_ref(ref).name
+    except LiteportError:
+        return ref
 
 
 def parse_ref(ref: str) -> ParsedRef:

@@ -15,7 +15,7 @@ import torch
 
 from liteport.errors import BadInput
 from liteport.stages import workfiles
-from liteport.stages.modelref import load_model, model_hash, parse_ref
+from liteport.stages.modelref import load_model, model_hash, model_name, parse_ref
 from liteport.stages.reference import run_reference
 from liteport.stages.tensors import load_input_samples
 from liteport.types import Job, ModelSpec
@@ -110,6 +110,14 @@ def test_directory_is_not_a_model_file(tmp_path: Path) -> None:
 
 def test_unknown_zoo_name_lists_names() -> None:
     bad(ModelSpec(ref="zoo:resnet9000"), "resnet9000", "tiny_cnn", "mobilenet_v2")
+
+
+def test_model_name_is_the_display_name_or_the_ref_itself(tmp_path: Path) -> None:
+    (tmp_path / "net.py").write_text("def build(): ...\n")
+    assert model_name("zoo:tiny_cnn") == "tiny_cnn"
+    assert model_name(f"{tmp_path}/net.py:build") == "net:build"
+    missing = f"{tmp_path}/gone.py:build"  # the stage that loads it says what is wrong
+    assert model_name(missing) == missing
 
 
 # ------------------------------------------------------------------------------ loading

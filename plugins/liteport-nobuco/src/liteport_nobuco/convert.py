@@ -21,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from liteport.api import MODES, BadInput, ConverterError, Job, LiteportError, Result, load_model, parse_ref
+from liteport.api import MODES, BadInput, ConverterError, Job, LiteportError, Result, load_model, model_name
 from liteport_nobuco import failures, torchvision_stand_in
 from liteport_nobuco.environments import environment_for
 
@@ -32,7 +32,7 @@ LOG_FILE = "nobuco.log"
 def run(job: Job) -> Result:
     """Convert the job's model to a SavedModel; raise a LiteportError subclass on failure."""
     env = environment_for(job.environment)
-    model = _model_name(job)
+    model = model_name(job.model.ref)
     if job.mode not in MODES or job.mode == "qat":
         raise BadInput(
             f"{model}: nobuco hands fp32, fp16, dynamic, int8 and int16x8 to tflite-ptq, not {job.mode!r}"
@@ -182,14 +182,6 @@ def _output_to(log: Path) -> Iterator[None]:
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
-
-
-def _model_name(job: Job) -> str:
-    """The model's display name (``mobilenet_v2``, ``file:factory``), as the other stages print it."""
-    try:
-        return parse_ref(job.model.ref).name
-    except LiteportError:
-        return job.model.ref
 
 
 def _version(name: str) -> str:

@@ -28,7 +28,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from liteport.api import TFLITE, BadInput, ConverterError, Job, Result
+from liteport.api import TFLITE, BadInput, ConverterError, Job, Result, model_name
 from liteport_onnx2tf import failures
 from liteport_onnx2tf.environments import environment_for
 
@@ -133,16 +133,6 @@ def run(job: Job) -> Result:
         versions=_versions(env.key_packages),
         environment=env.name,
     )
-
-
-def model_name(ref: str) -> str:
-    """The model's display name as liteport prints it: ``tiny_cnn``, ``file:factory``, ``pkg.mod:f``."""
-    if ref.startswith("zoo:"):
-        return ref[len("zoo:") :]
-    target, _, factory = ref.rpartition(":")
-    if target.endswith(".py") or "/" in target:
-        target = Path(target).stem
-    return f"{target}:{factory}" if factory else ref
 
 
 def _tflite_backend(version: str, mode: str) -> str | None:
