@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 from pathlib import Path
 
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Children get Ctrl-C back: a shell starting pytest in the background (``cmd &``) hands it
+    SIGINT ignored, an exec keeps that, and the tests that interrupt a matrix would then wait on
+    a process that cannot hear them. A handled signal is reset to the default at exec."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _add_plugin_path(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
