@@ -90,6 +90,27 @@ class Browser:
             raise RuntimeError(f"page script failed: {reply['exceptionDetails']}")
         return reply["result"].get("value")
 
+    def center(self, selector: str) -> tuple[float, float]:
+        """The viewport point at the middle of the first ``selector`` match, scrolled into view."""
+        x, y = self.evaluate(
+            f"(function () {{ var el = document.querySelector({json.dumps(selector)});"
+            " el.scrollIntoView({block: 'center'}); var r = el.getBoundingClientRect();"
+            " return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+        )
+        return float(x), float(y)
+
+    def wait_for(self, body: str, under: str = "details") -> Any:
+        """The first non-null value of the function ``body``, re-run on every change under the
+        element with id ``under``: waits on the page's own mutations, never on time."""
+        return self.evaluate(
+            "new Promise(function (done) {"
+            f" function found() {{ var v = (function () {{ {body} }})(); if (v == null) return false;"
+            "   done(v); return true; }"
+            " if (!found()) new MutationObserver(function (m, o) { if (found()) o.disconnect(); })"
+            f"   .observe(document.getElementById({json.dumps(under)}),"
+            " {childList: true, subtree: true}); })"
+        )
+
     def click(self, x: float, y: float) -> None:
         for kind in ("mousePressed", "mouseReleased"):
             self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)

@@ -101,23 +101,14 @@ def test_clicking_an_invalid_cell_shows_the_layer_chart_with_the_first_divergent
         assert (
             browser.evaluate("document.querySelector('svg.layer-chart')") is None
         )  # nothing before the click
-        x, y = browser.evaluate(
-            "(function () { var td = document.querySelector('td.cell[data-status=\"invalid\"]');"
-            " td.scrollIntoView(); var r = td.getBoundingClientRect();"
-            " return [r.x + r.width / 2, r.y + r.height / 2]; })()"
-        )
-        browser.click(x, y)
-        chart = browser.evaluate(
-            "new Promise(function (done) {"
-            " function found() { var svg = document.querySelector('#details svg.layer-chart');"
-            "   if (!svg) return false;"
-            "   done({first: svg.getAttribute('data-first-divergent'),"
+        browser.click(*browser.center('td.cell[data-status="invalid"]'))
+        chart = browser.wait_for(
+            "var svg = document.querySelector('#details svg.layer-chart'); if (!svg) return null;"
+            " return {first: svg.getAttribute('data-first-divergent'),"
             "         points: svg.querySelectorAll('circle').length,"
             "         marked: svg.querySelector('circle.first-divergent').getAttribute('data-module'),"
             "         label: svg.textContent, floor: !!svg.querySelector('line.floor'),"
-            "         text: document.getElementById('details').textContent}); return true; }"
-            " if (!found()) new MutationObserver(function (m, o) { if (found()) o.disconnect(); })"
-            "   .observe(document.getElementById('details'), {childList: true, subtree: true}); })"
+            "         text: document.getElementById('details').textContent};"
         )
     finally:
         browser.close()

@@ -58,14 +58,6 @@ READ_PAGE = """(function () {
 })()"""
 
 
-def _center(browser: Browser, selector: str) -> tuple[float, float]:
-    x, y = browser.evaluate(
-        f"(function () {{ var el = document.querySelector({selector!r}); el.scrollIntoView({{block: 'center'}});"
-        " var r = el.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()"
-    )
-    return float(x), float(y)
-
-
 def test_report_names_the_route_to_ship_and_flags_slow_int8(tmp_path: Path) -> None:
     assert CHROMIUM is not None
     page = write_reports(build(_entries()), tmp_path / "report")[2]
@@ -77,23 +69,18 @@ def test_report_names_the_route_to_ship_and_flags_slow_int8(tmp_path: Path) -> N
         seen = browser.evaluate(READ_PAGE)
 
         # hover over the short model name: the element under the pointer carries the full reference
-        x, y = _center(browser, "table.grid th.model abbr[title$='convnext_like.py:build']")
+        x, y = browser.center("table.grid th.model abbr[title$='convnext_like.py:build']")
         browser.call("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
         hovered = browser.evaluate(
             f"(function () {{ var el = document.elementFromPoint({x}, {y});"
             " while (el && !el.title) el = el.parentElement; return el && el.title; })()"
         )
 
-        x, y = _center(browser, "td.cell.slower")
-        browser.click(x, y)
-        details = browser.evaluate(
-            "new Promise(function (done) {"
-            " function found() { var note = document.querySelector('#details .slower-note');"
-            "   if (!note) return false;"
-            "   done({note: note.textContent, ref: document.querySelector('#details .model-ref').textContent,"
-            "         title: document.querySelector('#details h2').textContent}); return true; }"
-            " if (!found()) new MutationObserver(function (m, o) { if (found()) o.disconnect(); })"
-            "   .observe(document.getElementById('details'), {childList: true, subtree: true}); })"
+        browser.click(*browser.center("td.cell.slower"))
+        details = browser.wait_for(
+            "var note = document.querySelector('#details .slower-note'); if (!note) return null;"
+            " return {note: note.textContent, ref: document.querySelector('#details .model-ref').textContent,"
+            "         title: document.querySelector('#details h2').textContent};"
         )
     finally:
         browser.close()
