@@ -20,10 +20,10 @@ from liteport.backends.ai_edge_torch.environments import PACKAGES, environment_f
 from liteport.backends.ai_edge_torch.failures import classify
 from liteport.backends.ai_edge_torch.reuse import SharedWork
 
-# Modes whose .tflite this environment's converter makes from the float32 flatbuffer (as bytes):
-# litert-torch applies its fp16 and dynamic recipes with ai-edge-quantizer after conversion; the
-# nightly's ai_edge_torch hands a recipe to TensorFlow's converter, so it converts every mode itself.
-FROM_FLOAT = {"litert_torch": ("fp32", "fp16", "dynamic"), "ai_edge_torch": ("fp32",)}
+# Packages that apply their recipes (ai-edge-quantizer) to the float32 flatbuffer after conversion,
+# so a recipe mode can start from a kept one; the nightly's ai_edge_torch hands a recipe to
+# TensorFlow's converter, so it converts every mode itself.
+RECIPES_AFTER_CONVERSION = ("litert_torch",)
 
 
 def run(job: Job) -> Result:
@@ -58,12 +58,13 @@ def run(job: Job) -> Result:
     path = Path(job.workdir) / TFLITE
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        float_model = shared.float_flatbuffer() if shared and job.mode in FROM_FLOAT[package] else None
+        by_recipe = package in RECIPES_AFTER_CONVERSION and job.mode in quantize.RECIPE_MODES[package]
+        float_model = shared.float_flatbuffer() if shared and (job.mode == "fp32" or by_recipe) else None
         quantize_s: float | None = None  # PT2E before lowering, or a recipe after conversion
         if job.mode == "fp32" and float_model is not None:
             description = quantize.FLOAT32
             path.write_bytes(float_model)
-        elif job.mode in quantize.RECIPES and shared and job.mode in FROM_FLOAT[package]:
+        elif shared and by_recipe:
             if float_model is None:  # the float conversion a recipe's convert makes anyway; kept for fp32
                 float_model = _convert_float(api, module, args, path)
                 shared.keep_float_flatbuffer(float_model)

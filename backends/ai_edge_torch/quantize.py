@@ -51,9 +51,9 @@ RECIPES = {
         "weights, activations quantized at run time, float32 I/O",
     ),
 }
-# Packages whose dynamic mode is the recipe; the nightly's recipes go through TensorFlow's
-# converter, where PT2E dynamic is what it was measured with.
-DYNAMIC_BY_RECIPE = ("litert_torch",)
+# The modes each package makes with a recipe; the nightly's dynamic stays PT2E (its recipes go
+# through TensorFlow's converter, where PT2E dynamic is what it was measured with).
+RECIPE_MODES = {"litert_torch": ("fp16", "dynamic"), "ai_edge_torch": ("fp16",)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +78,7 @@ def for_mode(
     graph = lambda: capture(module, args, model)  # noqa: E731 - captured only by the PT2E modes
     if mode == "fp32":
         return Quantized(module=module, quant_config=None, description=FLOAT32)
-    if mode == "fp16" or (mode == "dynamic" and package in DYNAMIC_BY_RECIPE):
+    if mode in RECIPE_MODES[package]:
         recipes = importlib.import_module(f"{package}.generative.quantize.quant_recipes")
         recipe = RECIPES[mode]
         return Quantized(
