@@ -7,11 +7,12 @@ expressions (awaiting promises), so a test can click the way a person does and w
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +125,16 @@ class Browser:
             os.close(self._to_chrome)
             os.close(self._from_chrome)
             self.process.wait(timeout=60)
+
+
+@contextlib.contextmanager
+def opened(chromium: str, flags: Sequence[str], page: Path, profile: Path) -> Iterator[Browser]:
+    """``page`` in a new headless Chromium, once its load event fired and its script finished
+    (``data-ready``); the browser is closed after."""
+    browser = Browser(chromium, flags, profile)
+    try:
+        browser.open(page.as_uri())
+        assert browser.evaluate("document.body.getAttribute('data-ready')") == "1"
+        yield browser
+    finally:
+        browser.close()

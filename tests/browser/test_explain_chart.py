@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cdp import Browser  # pytest puts this folder (no __init__.py) on sys.path
+from cdp import opened  # pytest puts this folder (no __init__.py) on sys.path
 from test_report_page import CHROMIUM, FLAGS
 
 from liteport.reports import build, write_reports
@@ -94,10 +94,7 @@ def test_clicking_an_invalid_cell_shows_the_layer_chart_with_the_first_divergent
 ) -> None:
     assert CHROMIUM is not None
     page = write_reports(build(_entries()), tmp_path / "report")[2]
-    browser = Browser(CHROMIUM, FLAGS, tmp_path / "profile")
-    try:
-        browser.open(page.as_uri())
-        assert browser.evaluate("document.body.getAttribute('data-ready')") == "1"
+    with opened(CHROMIUM, FLAGS, page, tmp_path / "profile") as browser:
         assert (
             browser.evaluate("document.querySelector('svg.layer-chart')") is None
         )  # nothing before the click
@@ -110,8 +107,6 @@ def test_clicking_an_invalid_cell_shows_the_layer_chart_with_the_first_divergent
             "         label: svg.textContent, floor: !!svg.querySelector('line.floor'),"
             "         text: document.getElementById('details').textContent};"
         )
-    finally:
-        browser.close()
     assert chart["first"] == chart["marked"] == "blocks.1.project"
     assert chart["points"] == len(LAYERS) and chart["floor"]
     assert "first divergent: blocks.1.project" in chart["label"]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cdp import Browser  # pytest puts this folder (no __init__.py) on sys.path
+from cdp import opened  # pytest puts this folder (no __init__.py) on sys.path
 from journal_entries import entry as _entry  # tests/ is on sys.path (no __init__.py)
 from test_report_page import CHROMIUM, FLAGS
 
@@ -61,10 +61,7 @@ READ_PAGE = """(function () {
 def test_report_names_the_route_to_ship_and_flags_slow_int8(tmp_path: Path) -> None:
     assert CHROMIUM is not None
     page = write_reports(build(_entries()), tmp_path / "report")[2]
-    browser = Browser(CHROMIUM, FLAGS, tmp_path / "profile")
-    try:
-        browser.open(page.as_uri())
-        assert browser.evaluate("document.body.getAttribute('data-ready')") == "1"
+    with opened(CHROMIUM, FLAGS, page, tmp_path / "profile") as browser:
         assert browser.evaluate("document.documentElement.getAttribute('data-js-error')") is None
         seen = browser.evaluate(READ_PAGE)
 
@@ -82,8 +79,6 @@ def test_report_names_the_route_to_ship_and_flags_slow_int8(tmp_path: Path) -> N
             " return {note: note.textContent, ref: document.querySelector('#details .model-ref').textContent,"
             "         title: document.querySelector('#details h2').textContent};"
         )
-    finally:
-        browser.close()
 
     routes = seen["routes"]
     assert routes["zoo:mobilenet_v2 fp32"] == "ai-edge-torch / litert-torch-0.10 · 7.10 ms"
