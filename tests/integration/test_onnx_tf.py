@@ -17,7 +17,7 @@ import pytest
 from liteport.backends.onnx_tf import failures
 from liteport.backends.tflite_ptq import quantize
 from liteport.pipeline import Engine
-from liteport.types import Attempt, ModelSpec
+from liteport.types import Attempt, ModelSpec, Result
 
 ENVIRONMENTS = ["onnx-tf-tf2.8", "onnx-tf-tf2.15"]
 MODES = ["fp32", "fp16", "dynamic", "int8", "int16x8"]
@@ -52,6 +52,7 @@ def _check(attempt: Attempt, env: str, mode: str) -> None:
     # onnx-tf keeps NCHW and wraps each convolution in TRANSPOSEs: the report must show them
     assert attempt.facts["transpose_ops"] == attempt.facts["op_counts"]["TRANSPOSE"] > 0
     assert attempt.facts["latency_ms"] > 0 and attempt.facts["size_bytes"] > 0
+    assert attempt.facts["autograph"] is False, "zoo models trace without autograph (the fast way)"
     if "convert" in attempt.facts.get("reused", []):  # a later mode quantizes an earlier mode's SavedModel
         assert "convert_s" not in attempt.timings, "a reused conversion's time is not this attempt's"
     else:
@@ -113,6 +114,54 @@ def test_onnx_is_exported_once_for_both_environments(engine: Engine) -> None:
     assert exported["artifacts"]["onnx"] == str(onnx_file)
     assert exported["facts"]["onnx_opset"] == 12 and exported["facts"]["onnx_input_names"] == ["input_0"]
     assert first.facts["onnx_opset"] == 12 and first.facts["onnx_exporter"] == "torchscript"
+
+
+# A graph whose handler needs autograph (onnx-tf's NonMaxSuppression loops over a tensor) and one
+# that does not, traced by the backend's own _export_graph inside the environment.
+_TRACE_BOTH = """
+import json, sys, tempfile
+from pathlib import Path
+from onnx import TensorProto, helper
+from onnx_tf.backend import prepare
+from liteport.backends.onnx_tf.convert import _export_graph
+
+def model(node, inputs, outputs, constants):
+    graph = helper.make_graph([node], node.op_type, inputs, outputs, constants)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12)])
+
+floats = lambda name, shape: helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+nms = model(
+    helper.make_node("NonMaxSuppression", ["boxes", "scores", "keep", "iou"], ["selected"]),
+    [floats("boxes", [1, 8, 4]), floats("scores", [1, 1, 8])],
+    [helper.make_tensor_value_info("selected", TensorProto.INT64, [None, 3])],
+    [
+        helper.make_tensor("keep", TensorProto.INT64, [1], [3]),
+        helper.make_tensor("iou", TensorProto.FLOAT, [1], [0.5]),
+    ],
+)
+relu = model(helper.make_node("Relu", ["x"], ["y"]), [floats("x", [1, 4])], [floats("y", [1, 4])], [])
+found = {}
+for name, proto in (("nms", nms), ("relu", relu)):
+    out = Path(tempfile.mkdtemp()) / "saved_model"
+    needed = _export_graph(prepare(proto), out)
+    found[name] = {"autograph": needed, "saved": (out / "saved_model.pb").is_file()}
+print(json.dumps(found))
+"""
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_a_graph_that_needs_autograph_is_traced_with_it(engine: Engine, env: str) -> None:
+    environment = next(e for e in engine.pm.backends()["onnx-tf"].environments if e.name == env)
+    handle = engine.pool.handle(environment)
+    assert not isinstance(handle, Result), handle.error
+    environ = {**os.environ, **dict(handle.env or {})}  # PYTHONPATH: liteport's overlay
+    out = subprocess.run(
+        [handle.argv[0], "-c", _TRACE_BOTH], capture_output=True, text=True, env=environ, timeout=900
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert found["nms"] == {"autograph": True, "saved": True}, found
+    assert found["relu"] == {"autograph": False, "saved": True}, found
 
 
 def test_unsupported_op_in_the_engine(engine: Engine) -> None:
