@@ -109,6 +109,20 @@ MODELS: dict[str, dict[str, Any]] = {
         "covers": ("7x7 strided conv", "padded maxpool", "FloatFunctional add", "relu after add"),
         "qat": True,
     },
+    "dw_residual_qat": {
+        "description": "strided stem, depthwise+pointwise branch added back, global pool, Linear head; "
+        "QAT (qnnpack), briefly trained",
+        "inputs": ((1, 3, 32, 32),),
+        "covers": ("depthwise conv", "FloatFunctional add without ReLU", "global avgpool", "linear head"),
+        "qat": True,
+    },
+    "dw_residual2_qat": {
+        "description": "dw_residual_qat with two blocks, width 24, 28x28 (global pool over 14x14); "
+        "QAT (qnnpack), briefly trained",
+        "inputs": ((1, 3, 28, 28),),
+        "covers": ("depthwise conv", "FloatFunctional add without ReLU", "global avgpool", "linear head"),
+        "qat": True,
+    },
     "tiny_cnn_qat_float": {
         "description": "float twin of tiny_cnn_qat: same trained weights, no fake quantization",
         "inputs": ((1, 3, 32, 32),),

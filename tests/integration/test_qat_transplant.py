@@ -110,14 +110,15 @@ def _both_kernel_sets_reported(metrics: dict[str, Any]) -> None:
         assert {"within_1_step", "max_steps", "exact", "first_deviation", "outputs"} <= set(figures)
 
 
-# Issue 15's family (liteport.zoo.qat): strided stem conv+BN+ReLU, depthwise + pointwise branches
-# added back without ReLU, global average pool, Linear head; qnnpack qconfig, fused, trained.
+# Issue 15's family (zoo:dw_residual_qat, zoo:dw_residual2_qat): strided stem conv+BN+ReLU,
+# depthwise + pointwise branches added back without ReLU, global average pool, Linear head;
+# qnnpack qconfig, fused, trained.
 FAMILY = ["dw_residual_qat", "dw_residual2_qat"]
 
 
 @pytest.mark.parametrize("model", FAMILY)
 def test_global_pool_and_linear_head_reproduced_on_xnnpack(engine: Engine, model: str) -> None:
-    attempt = _transplant(engine, f"liteport.zoo.qat:{model}")
+    attempt = _transplant(engine, f"zoo:{model}")
     metrics = attempt.metrics
     assert attempt.tflite and attempt.validations.get("qparams") == "ok", attempt.cause
     assert metrics["qparams_total"] > 0 and metrics["qparams_matched"] == metrics["qparams_total"]

@@ -63,6 +63,13 @@ def test_metadata_matches_factories() -> None:
     assert zoo.ZOO["lstm"] is ZOO["lstm"]
 
 
+def test_every_qat_factory_is_a_zoo_model() -> None:
+    """A QAT factory missing from the metadata cannot be named ``zoo:NAME`` nor listed."""
+    from liteport.zoo.qat import ZOO
+
+    assert list(ZOO) == zoo.qat_names()
+
+
 def test_unknown_name() -> None:
     with pytest.raises(BadInput, match="known: tiny_cnn"):
         zoo.get("nope")
