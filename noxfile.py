@@ -51,12 +51,18 @@ def tests(session: nox.Session) -> None:
     session.install(*TORCH)
     # The out-of-tree plugins are tested the way a user gets them: installed beside liteport.
     session.install("-e", "plugins/liteport-onnx2tf", "-e", "plugins/liteport-nobuco")
-    session.run("pytest", "tests/unit", "-q", *session.posargs)
+    # Two xdist workers, one per core (measured: unit 223 -> 176 s, integration 1648 -> 1279 s);
+    # integration tests go a module per worker, so each module's converter workers stay warm.
+    session.run("pytest", "tests/unit", "-q", "-n", "2", *session.posargs)
     session.run("liteport", "env", "build", external=False)
     session.run(
         "pytest",
         "tests/integration",
         "-q",
+        "-n",
+        "2",
+        "--dist",
+        "loadfile",
         "-m",
         "integration and not routes",
         "--timeout=3600",

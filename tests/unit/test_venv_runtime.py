@@ -22,6 +22,20 @@ def _spec(tmp_path: Path, pins: str = "pluggy==1.6.0\n") -> EnvironmentSpec:
     return EnvironmentSpec(name="tiny", python="3.11", lock=str(lock), key_packages=("pluggy",))
 
 
+def test_console_scripts_run_from_a_cache_deeper_than_a_shebang_may_be(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Linux reads at most 127 bytes of a shebang; past that pip writes an exec line under
+    # "#!/bin/sh", which the relocation after the staging rename must rewrite as well.
+    deep = tmp_path / ("d" * 60) / ("e" * 60) / "cache"
+    monkeypatch.setenv("LITEPORT_CACHE", str(deep))
+    handle = VenvRuntime(deep).ensure(_spec(tmp_path), lambda message: None)
+    pip = Path(handle.location) / "bin" / "pip"
+    assert pip.read_text().startswith("#!/bin/sh"), "the path is short enough for a plain shebang"
+    run = subprocess.run([str(pip), "--version"], capture_output=True, text=True, check=False)
+    assert run.returncode == 0 and str(handle.location) in run.stdout, run.stdout + run.stderr
+
+
 def test_build_reuse_and_rebuild_on_lock_change(tmp_path: Path, cache_dir: Path, fake_plugins: Path) -> None:
     runtime = VenvRuntime(cache_dir)
     spec = _spec(tmp_path)
@@ -34,9 +48,11 @@ def test_build_reuse_and_rebuild_on_lock_change(tmp_path: Path, cache_dir: Path,
     assert not list(cache_dir.glob("envs/.building-*"))
     assert any("building environment tiny" in m for m in messages)
     assert runtime.status(spec) == "built"
-    # console scripts point at the final folder, not the staging one it was built in
-    pip_script = (path / "bin" / "pip").read_text().splitlines()[0]
-    assert pip_script.startswith(f"#!{path}/bin/python"), pip_script
+    # Console scripts point at the final folder, not the staging one it was built in. pip writes
+    # the interpreter on the shebang line, or on an exec line under "#!/bin/sh" when the path is
+    # longer than a shebang may be (a deep cache folder): both must name the final folder.
+    pip_script = (path / "bin" / "pip").read_text()
+    assert f"{path}/bin/python" in pip_script and ".building-" not in pip_script, pip_script
 
     # A worker in it runs jobs with the plugins installed there (the fake one via PYTHONPATH).
     session = WorkerSession(handle, stderr_log=tmp_path / "w.log")
@@ -182,3 +198,26 @@ def test_two_installs_share_an_environment_without_touching_it(
     assert not list(env.glob("lib/python*/site-packages/liteport*")), (
         "the shared environment holds only its lock"
     )
+
+
+def test_env_build_builds_environments_side_by_side(
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from liteport.cli import inventory
+    from liteport.cli.main import run
+
+    lock = _spec(tmp_path).lock
+    specs = [EnvironmentSpec(name=name, python="3.11", lock=lock) for name in ("tiny-a", "tiny-b")]
+    monkeypatch.setattr(inventory, "pick_environments", lambda pm, names: specs)
+    monkeypatch.setenv("COLUMNS", "300")  # rich wraps at 80 columns when not on a terminal
+
+    assert run(["env", "build", "--jobs", "2"]) == 0
+    err = capsys.readouterr().err
+    for name in ("tiny-a", "tiny-b"):
+        assert f"✓ {name}: {cache_dir / 'envs' / name}-" in err, err
+        # two builds' lines interleave: each says which environment it is about
+        assert f"{name}: building environment {name}" in err, err
+    assert run(["env", "build", "--jobs", "2"]) == 0
+    assert "building environment" not in capsys.readouterr().err
+    assert run(["env", "build", "--jobs", "0"]) == 2
+    assert "--jobs 0" in capsys.readouterr().err
