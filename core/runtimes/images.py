@@ -332,7 +332,7 @@ def stage_distributions(
     A source checkout (an editable install) is built from its folder, anything else from its
     ``name==version`` with pip's own configuration; ``dest`` exists afterwards, even when empty.
     """
-    from liteport.runtimes.overlay import source_of
+    from liteport.runtimes.overlay import copy_source, source_of
 
     dest.mkdir(parents=True, exist_ok=True)
     if not spec.distributions:
@@ -344,7 +344,10 @@ def stage_distributions(
     for name in spec.distributions:
         pin, folder = source_of(name)
         argv = [sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check", "--no-deps"]
-        if _pip([*argv, "-w", str(dest), str(folder) if folder is not None else pin], log) != 0:
+        with tempfile.TemporaryDirectory(prefix="liteport-src-") as copies:
+            source = str(copy_source(folder, Path(copies) / name)) if folder is not None else pin
+            code = _pip([*argv, "-w", str(dest), source], log)
+        if code != 0:
             raise EnvironmentBuildError(
                 f"could not build a wheel of {name} ({folder or pin}) for the {spec.name} image",
                 hint=f"log: {log}",

@@ -82,14 +82,18 @@ def ensure_overlay(cache_dir: Path, distributions: Sequence[str], progress: Prog
         shutil.rmtree(staging, ignore_errors=True)
         log = cache_dir / "logs" / f"overlay-{target.name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        sources = []
-        for name in distributions:
-            pin, folder = source_of(name)
-            sources.append(str(folder) if folder is not None else pin)
+        copies = target.with_name(f".sources-{target.name}-{os.getpid()}")
+        shutil.rmtree(copies, ignore_errors=True)
+        found = [source_of(name) for name in distributions]
+        sources = [str(folder) if folder is not None else pin for pin, folder in found]
         progress(f"installing {', '.join(distributions)} for the workers (overlay {target.name})")
-        argv = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-deps"]
-        argv += ["--no-compile", "--target", str(staging), *sources]
         try:
+            built = [
+                str(copy_source(folder, copies / name)) if folder is not None else pin
+                for name, (pin, folder) in zip(distributions, found)
+            ]
+            argv = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-deps"]
+            argv += ["--no-compile", "--target", str(staging), *built]
             with open(log, "w", encoding="utf-8") as out:
                 out.write(f"$ {' '.join(argv)}\n")
                 out.flush()
@@ -107,4 +111,21 @@ def ensure_overlay(cache_dir: Path, distributions: Sequence[str], progress: Prog
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+        finally:
+            shutil.rmtree(copies, ignore_errors=True)
     return target
+
+
+def copy_source(folder: Path, copy: Path) -> Path:
+    """The files of source tree ``folder`` that the overlay's key hashes, copied to ``copy``.
+
+    pip builds a source folder in place (setuptools writes ``build/`` and ``*.egg-info`` into it):
+    two builds at once from one checkout (``liteport env build`` makes two environments' overlays
+    at a time; an image build stages wheels) would collide there, and a user's checkout would be
+    written to. A copy of exactly the hashed files is built instead.
+    """
+    for path in _tree_files(folder):
+        dest = copy / path.relative_to(folder)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, dest)
+    return copy

@@ -221,3 +221,28 @@ def test_env_build_builds_environments_side_by_side(
     assert "building environment" not in capsys.readouterr().err
     assert run(["env", "build", "--jobs", "0"]) == 2
     assert "--jobs 0" in capsys.readouterr().err
+
+
+def test_an_overlay_is_built_from_a_copy_and_leaves_the_checkout_untouched(
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pip builds a source folder in place: two overlays built at once from one checkout (env build
+    # runs two at a time) collided in its build/ folder ("Directory not empty: build/bdist...").
+    from liteport.runtimes import overlay
+
+    source = tmp_path / "tinypkg-src"
+    source.mkdir()
+    (source / "tinypkg.py").write_text("VALUE = 42\n")
+    (source / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools==80.9.0"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "tinypkg"\nversion = "0.1"\n[tool.setuptools]\npy-modules = ["tinypkg"]\n'
+    )
+    before = sorted(p.relative_to(source) for p in source.rglob("*"))
+    monkeypatch.setattr(overlay, "source_of", lambda name: ("tinypkg==0.1", source))
+
+    built = overlay.ensure_overlay(cache_dir, ("tinypkg",), lambda message: None)
+
+    assert (built / "tinypkg.py").read_text() == "VALUE = 42\n"
+    assert sorted(p.relative_to(source) for p in source.rglob("*")) == before, "pip wrote into the checkout"
+    assert json.loads((built / overlay.MARKER).read_text())["distributions"] == [str(source)]
+    assert [p.name for p in built.parent.iterdir() if p.name.startswith(".")] == [], "a copy is left"
