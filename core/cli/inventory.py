@@ -226,12 +226,13 @@ def cmd_env_build(args: argparse.Namespace) -> int:
     def build(env: EnvironmentSpec) -> bool:
         # Each build is a pip subprocess under a per-environment file lock: threads only wait.
         label = f"{env.name}: " if jobs > 1 else ""
+        # soft_wrap: a log path or an environment's folder stays on one line, whole, in CI logs too
         try:
-            handle = runtime.ensure(env, lambda m: out.print(f"  {label}{m}"))
+            handle = runtime.ensure(env, lambda m: out.print(f"  {label}{m}", markup=False, soft_wrap=True))
         except LiteportError as exc:
-            out.print(f"[red]✗[/red] {env.name}: {exc}")
+            out.print(f"[red]✗[/red] {env.name}: {exc}", soft_wrap=True)
             return False
-        out.print(f"[green]✓[/green] {env.name}: {handle.location}")
+        out.print(f"[green]✓[/green] {env.name}: {handle.location}", soft_wrap=True)
         return True
 
     what = envs[0].name if len(envs) == 1 else f"{len(envs)} environments, {jobs} at a time"

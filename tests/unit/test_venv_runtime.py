@@ -209,7 +209,7 @@ def test_env_build_builds_environments_side_by_side(
     lock = _spec(tmp_path).lock
     specs = [EnvironmentSpec(name=name, python="3.11", lock=lock) for name in ("tiny-a", "tiny-b")]
     monkeypatch.setattr(inventory, "pick_environments", lambda pm, names: specs)
-    monkeypatch.setenv("COLUMNS", "300")  # rich wraps at 80 columns when not on a terminal
+    monkeypatch.setenv("COLUMNS", "80")  # paths longer than the line stay whole (CI logs, copy-paste)
 
     assert run(["env", "build", "--jobs", "2"]) == 0
     err = capsys.readouterr().err
@@ -217,6 +217,7 @@ def test_env_build_builds_environments_side_by_side(
         assert f"✓ {name}: {cache_dir / 'envs' / name}-" in err, err
         # two builds' lines interleave: each says which environment it is about
         assert f"{name}: building environment {name}" in err, err
+        assert f"log: {cache_dir / 'logs' / f'build-{name}-'}" in err, err
     assert run(["env", "build", "--jobs", "2"]) == 0
     assert "building environment" not in capsys.readouterr().err
     assert run(["env", "build", "--jobs", "0"]) == 2
