@@ -51,7 +51,7 @@ def tests(session: nox.Session) -> None:
     session.install(*TORCH)
     # The out-of-tree plugins are tested the way a user gets them: installed beside liteport.
     session.install("-e", "plugins/liteport-onnx2tf", "-e", "plugins/liteport-nobuco")
-    # Two xdist workers, one per core (measured: unit 223 -> 176 s, integration 1648 -> 1279 s);
+    # Two xdist workers, one per core (CI measured: unit 223 -> 198 s, integration 1648 -> 1171 s);
     # integration tests go a module per worker, so each module's converter workers stay warm.
     session.run("pytest", "tests/unit", "-q", "-n", "2", *session.posargs)
     session.run("liteport", "env", "build", external=False)
