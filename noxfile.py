@@ -207,6 +207,7 @@ def bench(session: nox.Session) -> None:
     """The 4-mode matrix before/after reuse between modes; onnx-tf install time, size, time per mode.
 
     First mobilenet_v2 and resnet, fp32/fp16/dynamic/int8 on litert-torch and onnx-tf, ``--jobs 1``,
+    with liteport as it was when the throughput issue was filed (installed once into the cache),
     with ``--no-reuse`` (before) and with reuse (after): wall times, per-stage split, same bytes
     (tests/bench/matrix_reuse.py). ``-- --reuse-only`` stops there. Then onnx-tf per environment
     and its integration tests with the slow ones on; ``-- --no-tests`` skips those tests.

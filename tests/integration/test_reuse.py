@@ -56,3 +56,38 @@ def test_reusing_run_writes_the_bytes_of_cold_single_mode_runs(
         assert "fp32.tflite" in (reused_facts["fp32"] or []), reused_facts
         assert "fp32.tflite" in (reused_facts["dynamic"] or []), reused_facts
         assert "full_dynamic_recipe" in by_mode["dynamic"].facts["quantization"]
+
+
+COUNTED = """
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+def build():
+    with (Path(__file__).parent / "loads.txt").open("a") as log:
+        log.write(sys.prefix + "\\n")  # which environment loaded the model
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    return net.eval(), (torch.randn(1, 3, 16, 16),)
+"""
+
+
+def test_modes_served_from_the_kept_float_flatbuffer_do_not_load_the_model(tmp_path: Path) -> None:
+    source = tmp_path / "counted.py"
+    source.write_text(COUNTED)
+    model = ModelSpec(ref=f"{source}:build")
+    pm = get_plugin_manager(strict=True)
+    backend = pm.backends()["ai-edge-torch"]
+    env = next(e for e in backend.environments if e.name == "litert-torch-0.10")
+    with Engine(pm=pm, runtime=VenvRuntime(), work_root=tmp_path / "work", reuse=True) as engine:
+        attempts = [engine.attempt(model, backend, env, mode) for mode in MODES]
+    assert [a.status for a in attempts] == ["ok"] * len(MODES), [a.cause for a in attempts]
+    by_mode = {a.mode: a for a in attempts}
+    assert "fp32.tflite" in (by_mode["dynamic"].facts.get("reused") or [])
+    loads = [line for line in (tmp_path / "loads.txt").read_text().splitlines() if env.name in line]
+    # fp16 converts the float model and keeps it; int8 quantizes the module (PT2E); fp32 and
+    # dynamic start from the kept flatbuffer and need no module
+    assert len(loads) == 2, loads
