@@ -29,6 +29,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 import liteport
 from liteport.errors import EnvironmentBuildError
 from liteport.runtimes.base import Progress, lock_hash, read_lock
@@ -306,15 +308,20 @@ def stage_context(
 ) -> None:
     """Write the build context of ``spec`` into ``dest``."""
     root = _require_root()
-    wheels = fill_wheelhouse(spec, progress, cache_dir)
     (dest / "wheels").mkdir(parents=True)
-    for paths in wheels.values():
-        for path in paths:
-            target = dest / "wheels" / path.name
-            try:
-                os.link(path, target)  # same filesystem: no copy of a 200 MB torch wheel
-            except OSError:
-                shutil.copy2(path, target)
+    # Images built at once for one Python share its wheelhouse: one fills it at a time, and no
+    # build links a wheel another pip is still writing.
+    folder = wheelhouse(spec.python, cache_dir)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{folder}.lock"):
+        wheels = fill_wheelhouse(spec, progress, cache_dir)
+        for paths in wheels.values():
+            for path in paths:
+                target = dest / "wheels" / path.name
+                try:
+                    os.link(path, target)  # same filesystem: no copy of a 200 MB torch wheel
+                except OSError:
+                    shutil.copy2(path, target)
     shutil.copyfile(spec.lock, dest / "lock.txt")
     (dest / "Dockerfile").write_text(dockerfile_text(spec), encoding="utf-8")
     for rel, path in _source_files(root):
