@@ -52,7 +52,7 @@ def run(job: Job) -> Result:
     else:
         loaded = load_model(job.model)
         loaded_at = time.perf_counter()
-        description, quantize_s, layouts = _convert(api, package, job, loaded, shared, kept, path)
+        description, quantize_s, layouts = _convert(api, package, job, loaded, shared, by_recipe, kept, path)
     finished = time.perf_counter()
 
     timings = {
@@ -84,6 +84,7 @@ def _convert(
     job: Job,
     loaded: LoadedModel,
     shared: SharedWork | None,
+    by_recipe: bool,
     float_model: bytes | None,
     path: Path,
 ) -> tuple[str, float | None, dict[str, str]]:
@@ -102,7 +103,6 @@ def _convert(
             "input_layout": "NHWC" if nhwc_inputs else "NCHW",
             "output_layout": "NHWC" if nhwc_outputs else "NCHW",
         }
-    by_recipe = package in RECIPES_AFTER_CONVERSION and job.mode in quantize.RECIPE_MODES[package]
     if float_model is None and shared and by_recipe:  # the float conversion its convert makes anyway
         float_model = _guarded(model, _convert_float, api, module, args, path)
         shared.keep_float_flatbuffer(float_model)

@@ -6,7 +6,8 @@ import argparse
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +96,18 @@ def usable_work_root(runtime: str, workdir: Path | None) -> Path:
     return writable_folder(
         workdir or default_work_root(), "work folder", hint="choose another with --workdir"
     )
+
+
+def side_by_side(
+    specs: Sequence[EnvironmentSpec], jobs: int, noun: str, build: Callable[[EnvironmentSpec, str], bool]
+) -> list[bool]:
+    """``build(spec, label)`` for every spec, ``jobs`` at a time (``--jobs``); ``label`` prefixes each
+    line of a build when several run at once, so their interleaved lines say whose they are.
+
+    Every build waits on a subprocess or the Docker engine: threads only wait.
+    """
+    if jobs < 1:
+        raise UsageError(f"--jobs {jobs}: build at least one {noun} at a time")
+    at_once = min(jobs, len(specs)) or 1
+    with ThreadPoolExecutor(max_workers=at_once) as pool:
+        return list(pool.map(lambda spec: build(spec, f"{spec.name}: " if at_once > 1 else ""), specs))

@@ -6,10 +6,9 @@ import argparse
 import glob
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from liteport.cli.common import EXIT_FAILED, EXIT_OK, console, pick_environments, plugins
+from liteport.cli.common import EXIT_FAILED, EXIT_OK, console, pick_environments, plugins, side_by_side
 from liteport.errors import LiteportError, UsageError
 from liteport.runtimes.docker import connect
 from liteport.runtimes.images import (
@@ -72,17 +71,13 @@ def _environments(args: argparse.Namespace) -> list[Any]:
 
 
 def cmd_images_build(args: argparse.Namespace) -> int:
-    if args.jobs < 1:
-        raise UsageError(f"--jobs {args.jobs}: build at least one image at a time")
     specs = _environments(args)
     connect()  # one clear error before any build when no engine is reachable
     err = console()
     for path in write_dockerfiles(specs):
         err.print(f"  wrote {path} from the template")
-    jobs = min(args.jobs, len(specs)) or 1
 
-    def build(spec: EnvironmentSpec) -> bool:
-        label = f"{spec.name}: " if jobs > 1 else ""
+    def build(spec: EnvironmentSpec, label: str) -> bool:
         try:
             client = connect()  # a client per build: the SDK does not promise to be thread-safe
             status, image = image_status(client, spec)
@@ -107,9 +102,7 @@ def cmd_images_build(args: argparse.Namespace) -> int:
         )
         return True
 
-    # Each build is the engine's work and a pip subprocess: threads only wait on them.
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        built = list(pool.map(build, specs))
+    built = side_by_side(specs, args.jobs, "image", build)
     return EXIT_OK if all(built) else EXIT_FAILED
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from liteport.cli.common import (
@@ -14,10 +13,11 @@ from liteport.cli.common import (
     console,
     pick_environments,
     plugins,
+    side_by_side,
     stdout_console,
     usable_cache,
 )
-from liteport.errors import LiteportError, UsageError
+from liteport.errors import LiteportError
 from liteport.runtimes import get_runtime
 from liteport.runtimes.venv import VenvRuntime
 from liteport.types import BackendInfo, EnvironmentSpec
@@ -216,16 +216,11 @@ def cmd_env_list(args: argparse.Namespace) -> int:
 def cmd_env_build(args: argparse.Namespace) -> int:
     pm = plugins(args)
     usable_cache()  # one line, not a traceback per environment, when the cache cannot be written
-    if args.jobs < 1:
-        raise UsageError(f"--jobs {args.jobs}: build at least one environment at a time")
     runtime = VenvRuntime()
     out = console()
     envs = pick_environments(pm, args.names)
-    jobs = min(args.jobs, len(envs)) or 1
 
-    def build(env: EnvironmentSpec) -> bool:
-        # Each build is a pip subprocess under a per-environment file lock: threads only wait.
-        label = f"{env.name}: " if jobs > 1 else ""
+    def build(env: EnvironmentSpec, label: str) -> bool:
         # soft_wrap: a log path or an environment's folder stays on one line, whole, in CI logs too
         try:
             handle = runtime.ensure(env, lambda m: out.print(f"  {label}{m}", markup=False, soft_wrap=True))
@@ -235,9 +230,10 @@ def cmd_env_build(args: argparse.Namespace) -> int:
         out.print(f"[green]✓[/green] {env.name}: {handle.location}", soft_wrap=True)
         return True
 
-    what = envs[0].name if len(envs) == 1 else f"{len(envs)} environments, {jobs} at a time"
-    with out.status(f"{what}…"), ThreadPoolExecutor(max_workers=jobs) as pool:
-        built = list(pool.map(build, envs))
+    at_once = max(1, min(args.jobs, len(envs)))
+    what = envs[0].name if len(envs) == 1 else f"{len(envs)} environments, {at_once} at a time"
+    with out.status(f"{what}…"):
+        built = side_by_side(envs, args.jobs, "environment", build)
     return EXIT_OK if all(built) else EXIT_FAILED
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -31,6 +30,8 @@ from collections import Counter
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+
+from liteport.runtimes.venv import default_cache_dir
 
 MODES = "fp32,fp16,dynamic,int8"
 BUDGET = 0.65
@@ -121,8 +122,7 @@ def _install_revision(revision: str) -> Path:
         text=True,
         check=True,
     ).stdout.strip()
-    cache = Path(os.environ.get("LITEPORT_CACHE") or Path.home() / ".cache" / "liteport")
-    venv = cache / "bench" / f"liteport-{sha[:12]}"
+    venv = default_cache_dir() / "bench" / f"liteport-{sha[:12]}"
     command, complete = venv / "bin" / "liteport", venv / ".complete"
     if complete.is_file():
         return command
